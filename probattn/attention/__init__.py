@@ -1,0 +1,30 @@
+"""Attention mechanisms behind one signature, chosen by name.
+
+>>> from probattn.attention import build_attention, AttentionContext
+>>> attn = build_attention("softmax", AttentionContext(n_head=4, head_dim=16))
+>>> y, weights = attn(q, k, v, need_weights=True)   # q, k, v: (batch, head, time, head_dim)
+"""
+
+from .base import AttentionContext, AttentionMechanism, causal_mask, masked_scores
+from .registry import (
+    attention_class,
+    available_attention,
+    build_attention,
+    register_attention,
+    validate_attention,
+)
+
+# Importing a mechanism's module registers it.
+from . import softmax  # noqa: F401,E402
+
+__all__ = [
+    "AttentionContext",
+    "AttentionMechanism",
+    "attention_class",
+    "available_attention",
+    "build_attention",
+    "causal_mask",
+    "masked_scores",
+    "register_attention",
+    "validate_attention",
+]

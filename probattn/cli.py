@@ -1,0 +1,326 @@
+"""The ``probattn`` command.
+
+    probattn train --preset quick                 train on the embedded default corpus
+    probattn train --preset shakespeare-char --data-dir ../data
+    probattn sample --run runs/quick --prompt "The "
+    probattn eval --run runs/quick --split valid
+    probattn experiment baseline --scale quick
+    probattn reproduce                            every experiment, one report folder
+    probattn list                                 presets, attention, corpora, experiments
+
+Bad input ends with one ``probattn: error: ...`` line and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ProbattnError
+
+# Flags whose names differ from their config field.
+FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
+              ("model", "attention_options"): "attention-option",
+              ("train", "objective_options"): "objective-option"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _field_flags(cls) -> list[tuple[str, dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f.name, f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _base_type(tp):
+    """``int | None`` -> int; ``tuple[str, ...]`` -> tuple; ``dict[...]`` -> dict."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])
+    return origin or tp
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the model, training and data configs; unset flags change nothing."""
+    from .model import GPTConfig
+    from .train import DataConfig, TrainConfig
+
+    for section, cls in (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig)):
+        group = parser.add_argument_group(f"{section} settings (override the preset)")
+        for name, f, tp in _field_flags(cls):
+            if (section, name) == ("model", "vocab_size"):
+                continue  # set by the tokenizer
+            flag = "--" + FLAG_NAMES.get((section, name), name.replace("_", "-"))
+            dest = f"cfg__{section}__{name}"
+            base = _base_type(tp)
+            kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
+            if base is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            elif base is dict:
+                group.add_argument(flag, action="append", type=_parse_option, metavar="KEY=VALUE", **kw)
+            elif base is tuple:
+                group.add_argument(flag, action="append", metavar="DIR", **kw)
+            else:
+                group.add_argument(flag, type=base, metavar=name.upper(), **kw)
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith("cfg__"):
+            continue
+        _, section, name = dest.split("__", 2)
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
+            value = dict(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+# -- train --------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import RunConfig, Trainer, apply_overrides, preset_config
+
+    overrides = collect_overrides(args)
+    out = Path(args.out) if args.out else Path("runs") / (args.preset or "quick")
+    if args.resume:
+        saved = out / "config.json"
+        if not saved.exists():
+            raise ConfigError(f"nothing to resume: {saved} does not exist")
+        try:
+            base = RunConfig.from_dict(json.loads(saved.read_text()))
+        except json.JSONDecodeError:
+            raise ConfigError(f"{saved} is not valid JSON") from None
+    else:
+        base = preset_config(args.preset or "quick")
+    config = apply_overrides(base, overrides)
+    trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress)
+    result = trainer.fit()
+    if trainer.dist.is_main:
+        if result.interrupted:
+            print(f"stopped at step {result.step}; continue with: probattn train --resume --out {out}",
+                  file=sys.stderr)
+            return 130
+        final = result.final
+        print(f"done: {result.step} steps, best val loss {result.best_val_loss:.4f} "
+              f"(final {final.get('loss', math.nan):.4f}, acc {final.get('acc', math.nan):.3f}), "
+              f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
+    return 0
+
+
+# -- sample / eval ------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runs import load_run
+
+    run = load_run(args.run, args.checkpoint, device=args.device)
+    if args.num_tokens < 0:
+        raise ConfigError("--num-tokens must be >= 0")
+    if args.top_k is not None and args.top_k <= 0:
+        raise ConfigError("--top-k must be positive")
+    if args.temperature < 0:
+        raise ConfigError("--temperature must be >= 0")
+    prompt = args.prompt if args.prompt else "\n"
+    if run.tokenizer.unknown_chars(prompt) and prompt == "\n":
+        prompt = run.tokenizer.decode([0])
+    ids = run.encode(prompt)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        out = run.model.generate(ids[None, :].to(args.device), args.num_tokens,
+                                 temperature=args.temperature, top_k=args.top_k, generator=g)
+        print(run.tokenizer.decode(out[0]))
+        if i + 1 < args.num_samples:
+            print("-" * 40)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
+    from .train.metrics import atomic_write_text
+
+    run = load_run(args.run, args.checkpoint, device=args.device)
+    corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))
+    text = corpus.split(args.split)
+    tokens = run.encode(text)
+    metrics = evaluate_tokens(run.model, tokens, args.batch_size, args.max_tokens, args.device)
+    covered = text if args.max_tokens is None else text[: args.max_tokens + 1]
+    metrics["bits_per_char"] = bits_per_char(metrics, run.tokenizer, covered)
+    metrics.update({"split": args.split, "corpus": corpus.name, "checkpoint": str(run.checkpoint)})
+    print(f"{corpus.name}/{args.split}: loss {metrics['loss']:.4f} nats/token, "
+          f"{metrics['bits_per_char']:.4f} bits/char, accuracy {metrics['acc']:.4f} "
+          f"over {metrics['tokens']:,} tokens")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+# -- experiments --------------------------------------------------------------------------------
+def _context(args: argparse.Namespace, out: Path):
+    from .experiments import ExperimentContext
+
+    seeds = tuple(args.seeds) if args.seeds else None
+    return ExperimentContext(out_dir=out, scale=args.scale, seeds=seeds, device=args.device,
+                             data_dirs=tuple(args.data_dir or ()), progress=not args.no_progress)
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import experiment_module, run_experiment
+
+    mod = experiment_module(args.name)
+    args.scale = args.scale or mod.SCALES[0]
+    out = Path(args.out) if args.out else Path("reports") / args.name / args.scale
+    result = run_experiment(args.name, _context(args, out))
+    for k, v in result.headline.items():
+        print(f"{k}: {v}")
+    print(f"report: {result.report_dir / 'report.html'}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import reproduce
+
+    args.scale = args.scale or "quick"
+    out = Path(args.out) if args.out else Path("reports") / f"reproduce-{args.scale}"
+    index, entries = reproduce(_context(args, out), args.only or None)
+    for e in entries:
+        print(f"{e['name']}: {e['status']}")
+    print(f"index: {index}")
+    return 0 if all(e["status"] == "ok" for e in entries) else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .attention import available_attention
+    from .data import NAMED_CORPORA
+    from .experiments import describe_experiments
+    from .train import OBJECTIVES, PRESETS
+
+    print("presets:    " + ", ".join(sorted(PRESETS)))
+    print("attention:  " + ", ".join(available_attention()))
+    print("objectives: " + ", ".join(sorted(OBJECTIVES)))
+    print("corpora:    default (embedded: CPython's documentation topics)")
+    for name, nc in NAMED_CORPORA.items():
+        print(f"            {name}: {nc.description}")
+    print("experiments:")
+    for name, desc, scales in describe_experiments():
+        print(f"  {name} [{', '.join(scales)}]: {desc}")
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="run folder (or a checkpoint file)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default=None, help="smoke, quick (default) or paper")
+    p.add_argument("--out", default=None, help="report folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", action="append", default=None,
+                   help="folder searched for named corpora (repeatable; also $PROBATTN_DATA)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+# Studies add subcommands here: name -> "module:function" taking the subparsers object.
+EXTRA_COMMANDS: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="probattn", description="Probabilistic views of transformer attention.")
+    parser.add_argument("--version", action="version", version=f"probattn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a GPT (presets: quick, tiny, shakespeare-char)")
+    p.add_argument("--preset", default=None, help="quick (default), tiny, shakespeare-char")
+    p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate text from a trained run")
+    _add_run_args(p)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--num-tokens", type=int, default=300)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="loss, bits per character and accuracy on a split")
+    _add_run_args(p)
+    p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
+    p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
+    p.add_argument("--data-dir", action="append", default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("experiment", help="run one registered experiment and write its report")
+    p.add_argument("name")
+    _add_experiment_args(p)
+    p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("reproduce", help="run every registered experiment into one report folder")
+    _add_experiment_args(p)
+    p.add_argument("--only", nargs="+", default=None, help="a subset of experiments")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("list", help="presets, attention mechanisms, corpora, experiments")
+    p.set_defaults(func=cmd_list)
+
+    for target in EXTRA_COMMANDS:
+        import importlib
+
+        module_name, fn = target.split(":")
+        getattr(importlib.import_module(module_name), fn)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ProbattnError as e:
+        message = " ".join(str(e).split())  # always one line
+        print(f"probattn: error: {message}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("probattn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Training objectives: the loss the trainer minimises, by name.
+
+The default is next-token cross-entropy. A study adds a penalty by registering its own
+:class:`Objective` (an ``nn.Module``, so it may own parameters such as a prior's projections;
+the trainer optimises and checkpoints them with the model).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+# name -> "module:Class"; imported only when used so studies stay out of start-up
+OBJECTIVES: dict[str, str] = {
+    "ce": "probattn.train.objectives:CrossEntropy",
+}
+
+
+def register_objective(name: str, target: str) -> None:
+    OBJECTIVES[name] = target
+
+
+def build_objective(name: str, options: dict, model: nn.Module) -> "Objective":
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
+    module_name, cls_name = OBJECTIVES[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    unknown = sorted(set(options) - set(cls.option_names))
+    if unknown:
+        allowed = ", ".join(cls.option_names) or "none"
+        raise ConfigError(f"objective {name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
+    return cls(model=model, **options)
+
+
+def token_metrics(logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """Mean cross-entropy (nats), bits per token and next-token accuracy of one batch."""
+    flat = logits.reshape(-1, logits.size(-1)).float()
+    loss = F.cross_entropy(flat, targets.reshape(-1))
+    acc = (flat.argmax(-1) == targets.reshape(-1)).float().mean()
+    return {"loss": loss, "bits_per_token": loss / math.log(2), "acc": acc}
+
+
+class Objective(nn.Module):
+    """Base: ``forward(model, x, y) -> (loss_to_minimise, metrics)``."""
+
+    name = "objective"
+    option_names: tuple[str, ...] = ()
+
+    def __init__(self, model: nn.Module | None = None):
+        super().__init__()
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def eval_metrics(self, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        logits, _ = model(x)
+        return token_metrics(logits, y)
+
+
+class CrossEntropy(Objective):
+    name = "ce"
+
+    def forward(self, model, x, y):
+        _, loss = model(x, y)
+        return loss, {"ce": loss.detach()}

@@ -1,0 +1,506 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, evaluation, checkpoints,
+exact resume, torchrun data parallelism, bf16 autocast and torch.compile on CUDA.
+
+Run folder layout::
+
+    config.json        the resolved configuration
+    vocab.json         the tokenizer
+    metrics.jsonl      one record per log / evaluation (also metrics.csv)
+    checkpoints/last.pt  everything needed to resume exactly
+    checkpoints/best.pt  the model with the lowest validation loss so far
+    summary.json       written when the run ends
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import RandomWindows, build_tokenizer, fixed_eval_batches, load_corpus, tokenizer_from_dict
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..model import GPT
+from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from .config import RunConfig
+from .distributed import (
+    DistInfo,
+    all_reduce_metrics,
+    broadcast_flag,
+    env_dist_info,
+    init_distributed,
+    shutdown_distributed,
+)
+from .metrics import MetricsLogger, atomic_write_text
+from .objectives import Objective, build_objective
+from .schedule import lr_at
+
+#: fields that may differ between a run and its resumption (they do not change the arithmetic)
+RESUMABLE_CHANGES = {
+    ("train", "max_steps"), ("train", "eval_interval"), ("train", "log_interval"),
+    ("train", "checkpoint_interval"), ("train", "tensorboard"), ("train", "wandb_project"),
+    ("train", "device"), ("data", "data_dirs"), ("data", "download"),
+}
+
+
+class Callback:
+    """Hooks into the loop; every method is optional."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+
+    def on_after_backward(self, trainer: "Trainer", step: int) -> dict[str, float] | None: ...
+
+    def on_eval(self, trainer: "Trainer", step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
+
+    def on_step_end(self, trainer: "Trainer", step: int, record: dict[str, Any]) -> None: ...
+
+
+class TrainModule(nn.Module):
+    """Model + objective as one module, so DDP sees (and syncs) the objective's parameters too."""
+
+    def __init__(self, model: nn.Module, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: Tensor, y: Tensor):
+        return self.objective(self.model, x, y)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best_val_loss: float
+    final: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+    tokens_per_s: float = float("nan")
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but CUDA is not available")
+        if name == "cuda":
+            name = f"cuda:{info.local_rank}"
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available")
+    return torch.device(name)
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    diffs = []
+    for section in ("model", "train", "data"):
+        for key in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
+            a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
+            if isinstance(a, list):
+                a = tuple(a)
+            if isinstance(b, list):
+                b = tuple(b)
+            if a != b and (section, key) not in RESUMABLE_CHANGES:
+                diffs.append(f"{section}.{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
+                 overwrite: bool = False, callbacks: list[Callback] | tuple = (),
+                 progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self._stop_requested = False
+        self.dist = env_dist_info()
+
+    # -- public --------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current step, write a resumable checkpoint, and return."""
+        self._stop_requested = True
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    def fit(self) -> TrainResult:
+        self.device = resolve_device(self.config.train.device, self.dist)
+        init_distributed(self.dist, self.device)
+        try:
+            with self._signals():
+                return self._fit()
+        finally:
+            shutdown_distributed()
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> dict | None:
+        """Check the folder; return the checkpoint meta to resume from (or None)."""
+        if self.resume:
+            if not self.last_checkpoint.exists():
+                raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist")
+            meta, self._resume_payload = load_checkpoint(self.last_checkpoint)
+            diffs = config_differences(meta["config"], self.config.to_dict())
+            if diffs:
+                raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs[:4]))
+            return meta
+        if self.last_checkpoint.exists() or self.best_checkpoint.exists():
+            if not self.overwrite:
+                raise ConfigError(
+                    f"{self.run_dir} already holds a run; pass --resume to continue it or "
+                    "--overwrite to start again"
+                )
+            if self.dist.is_main:
+                shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+        return None
+
+    def _setup(self) -> None:
+        cfg = self.config
+        meta = self._prepare_run_dir()
+        self.start_step = meta["step"] if meta else 0
+        self.best_val_loss = meta["best_val_loss"] if meta else math.inf
+        self.best_val_loss = math.inf if self.best_val_loss is None else self.best_val_loss
+
+        corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
+                             cfg.data.train_fraction, cfg.data.download)
+        self.corpus = corpus
+        self.tokenizer = (tokenizer_from_dict(meta["tokenizer"]) if meta
+                          else build_tokenizer(cfg.data.tokenizer, *corpus.all_text))
+        train_tokens = self.tokenizer.encode(corpus.train)
+        valid_tokens = self.tokenizer.encode(corpus.valid)
+        self.model_config = cfg.model.__class__(**{**cfg.model.to_dict(),
+                                                   "vocab_size": self.tokenizer.vocab_size})
+        t = cfg.train
+        world = self.dist.world_size
+        self.batches = RandomWindows(train_tokens, self.model_config.block_size, t.batch_size,
+                                     seed=t.seed, rank=self.dist.rank, world_size=world)
+        self.eval_batches = fixed_eval_batches(valid_tokens, self.model_config.block_size,
+                                               t.batch_size, t.eval_batches, seed=t.seed + 1,
+                                               rank=self.dist.rank, world_size=world)
+        self.tokens_per_step = t.batch_size * t.grad_accum * world * self.model_config.block_size
+
+        torch.manual_seed(t.seed)  # identical initial weights on every rank
+        self.model = GPT(self.model_config).to(self.device)
+        self.objective = build_objective(t.objective, dict(t.objective_options), self.model).to(self.device)
+        self.optimizer = self._make_optimizer()
+        if meta:
+            self._restore(self._resume_payload)
+        else:
+            torch.manual_seed(t.seed + 1000 * self.dist.rank)  # dropout differs across ranks
+
+        self.use_amp = self.device.type == "cuda" and (
+            t.dtype == "bfloat16" or (t.dtype == "auto" and torch.cuda.is_bf16_supported()))
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        compiled = self.model
+        if t.compile == "on" or (t.compile == "auto" and self.device.type == "cuda"):
+            compiled = torch.compile(self.model)
+        self.train_module: nn.Module = TrainModule(compiled, self.objective)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_module = DistributedDataParallel(self.train_module, device_ids=ids)
+        self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main,
+                                    resume_step=self.start_step if meta else None,
+                                    tensorboard=t.tensorboard, wandb_project=t.wandb_project,
+                                    config=cfg.to_dict())
+        if self.dist.is_main:
+            atomic_write_text(self.run_dir / "config.json", cfg.to_json() + "\n")
+            atomic_write_text(self.run_dir / "vocab.json", json.dumps(self.tokenizer.to_dict()) + "\n")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.config.train
+        params = [p for p in list(self.model.parameters()) + list(self.objective.parameters())
+                  if p.requires_grad]
+        seen: set[int] = set()
+        unique = [p for p in params if not (id(p) in seen or seen.add(id(p)))]  # tied weights once
+        decay = [p for p in unique if p.dim() >= 2]
+        no_decay = [p for p in unique if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": t.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        extra = {"fused": True} if self.device.type == "cuda" else {}
+        return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), **extra)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _meta(self, step: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "config": self.config.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "world_size": self.dist.world_size,
+            "torch": torch.__version__,
+        }
+
+    def _rng_state(self) -> dict[str, Any]:
+        """Every rank's dropout RNG (gathered to rank 0) and the shared data generator."""
+        own = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            own.append(torch.cuda.get_rng_state(self.device))
+        per_rank = [own]
+        if self.dist.enabled:
+            per_rank = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(per_rank, own)
+        return {"per_rank": per_rank, "data": self.batches.generator.get_state()}
+
+    def _save_last(self, step: int) -> None:
+        rng = self._rng_state()  # a collective: every rank takes part
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.last_checkpoint, self._meta(step), {
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+        })
+
+    def _save_best(self, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        save_checkpoint(self.best_checkpoint, self._meta(step), {
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+        })
+
+    def _restore(self, payload: dict) -> None:
+        path = self.last_checkpoint
+        load_state_strict(self.model, payload["model"], "model", path)
+        load_state_strict(self.objective, payload.get("objective", {}), "objective", path)
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint {path} has an incompatible optimizer state ({e})") from None
+        rng = payload["rng"]
+        self.batches.generator.set_state(rng["data"])
+        per_rank = rng["per_rank"]
+        if len(per_rank) != self.dist.world_size:
+            # a different number of processes: the data continue exactly, dropout reseeds
+            torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank + self.start_step)
+            return
+        own = per_rank[self.dist.rank]
+        torch.set_rng_state(own[0])
+        if len(own) > 1 and self.device.type == "cuda":
+            torch.cuda.set_rng_state(own[1], self.device)
+
+    # -- loop ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _signals(self):
+        """Ctrl-C / SIGTERM finish the step, checkpoint, and stop (a second Ctrl-C aborts)."""
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = {}
+        try:
+            yield
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean of each metric over the fixed validation batches (and ranks).
+
+        Metrics named ``min_*`` / ``max_*`` are reduced with min / max instead (e.g. the smallest
+        margin seen on any batch).
+        """
+        self.model.eval()
+        self.objective.eval()
+        per_batch: dict[str, list[float]] = {}
+        for x, y in self.eval_batches:
+            x, y = x.to(self.device), y.to(self.device)
+            with self._autocast():
+                metrics = self.objective.eval_metrics(self.model, x, y)
+            for k, v in metrics.items():
+                per_batch.setdefault(k, []).append(float(v))
+        self.model.train()
+        self.objective.train()
+        reduced = {k: reduce_metric(k, v) for k, v in per_batch.items()}
+        reduced = all_reduce_metrics(reduced, self.dist, self.device)
+        reduced["bits_per_token"] = reduced["loss"] / math.log(2)
+        return reduced
+
+    def _must_sync(self, step: int) -> bool:
+        """On CUDA, read values back only when they are logged (no per-step host sync)."""
+        t = self.config.train
+        return (self.device.type != "cuda" or step % t.log_interval == 0 or step % t.eval_interval == 0
+                or step % t.checkpoint_every == 0 or step == t.max_steps)
+
+    def _train_step(self, step: int) -> dict[str, Any]:
+        t = self.config.train
+        lr = lr_at(step, t.lr, t.min_lr, t.warmup_steps, t.decay_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        parts: dict[str, Tensor] = {}
+        total = torch.zeros((), device=self.device)
+        for micro in range(t.grad_accum):
+            x, y = self.batches.next()
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and micro < t.grad_accum - 1:
+                sync = self.train_module.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, metrics = self.train_module(x, y)
+                (loss / t.grad_accum).backward()
+            total += loss.detach().float() / t.grad_accum
+            for k, v in metrics.items():
+                parts[k] = parts.get(k, 0.0) + v.detach().float() / t.grad_accum
+        self._objective_keys.update(parts)
+        self._nonfinite |= ~torch.isfinite(total)
+        if self._must_sync(step + 1) and bool(self._nonfinite):
+            raise TrainingDiverged(
+                f"training diverged: loss is {float(total)} at or before step {step + 1} (lr {lr:.3g}); "
+                f"no checkpoint written past step {self._last_saved_step}"
+            )
+        record: dict[str, Any] = {"step": step + 1, "split": "train", "loss": total, "lr": lr, **parts}
+        if t.log_query_grad_norms and (step + 1) % t.log_interval == 0:
+            record.update(query_grad_norms(self.model))
+        for cb in self.callbacks:
+            extra = cb.on_after_backward(self, step + 1)
+            if extra:
+                record.update(extra)
+        if t.grad_clip > 0:
+            record["grad_norm"] = torch.nn.utils.clip_grad_norm_(self._params(), t.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return record
+
+    def _global_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Plain floats, with per-rank batch statistics averaged over ranks."""
+        record = {k: float(v) if isinstance(v, Tensor) else v for k, v in record.items()}
+        local = {k: v for k, v in record.items()
+                 if k in ("loss",) or k in self._objective_keys}
+        record.update(all_reduce_metrics(local, self.dist, self.device))
+        return record
+
+    def _params(self):
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _evaluate_and_log(self, step: int) -> dict[str, float]:
+        metrics = self.evaluate()
+        for cb in self.callbacks:
+            extra = cb.on_eval(self, step, metrics)
+            if extra:
+                metrics.update(extra)
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingDiverged(f"training diverged: validation loss is {metrics['loss']} at step {step}")
+        if metrics["loss"] < self.best_val_loss:
+            self.best_val_loss = metrics["loss"]
+            self._save_best(step)
+        self.logger.log({"step": step, "split": "valid", **metrics, "best_loss": self.best_val_loss})
+        self.logger.flush_csv()
+        return metrics
+
+    def _fit(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        self._setup()
+        t = self.config.train
+        self._last_saved_step = self.start_step
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._objective_keys: set[str] = set()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        bar = tqdm(total=t.max_steps, initial=self.start_step, disable=not (self.progress and self.dist.is_main),
+                   dynamic_ncols=True, desc=f"train {self.run_dir.name}", unit="step")
+        last_eval: dict[str, float] = {}
+        if self.start_step == 0:
+            last_eval = self._evaluate_and_log(0)
+        step = self.start_step
+        interrupted = False
+        window_tokens, window_start = 0, time.perf_counter()
+        run_tokens, run_start = 0, time.perf_counter()
+        self.model.train()
+        self.objective.train()
+        try:
+            while step < t.max_steps:
+                record = self._train_step(step)
+                step += 1
+                window_tokens += self.tokens_per_step
+                run_tokens += self.tokens_per_step
+                if step % t.log_interval == 0 or step == t.max_steps:
+                    record = self._global_record(record)
+                    elapsed = time.perf_counter() - window_start
+                    record["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
+                    window_tokens, window_start = 0, time.perf_counter()
+                    self.logger.log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", val=f"{last_eval.get('loss', math.nan):.4f}",
+                                    tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                for cb in self.callbacks:
+                    cb.on_step_end(self, step, record)
+                if step % t.eval_interval == 0 or step == t.max_steps:
+                    last_eval = self._evaluate_and_log(step)
+                stop = broadcast_flag(self._stop_requested, self.dist, self.device)
+                if stop or step % t.checkpoint_every == 0 or step == t.max_steps:
+                    self._save_last(step)
+                    self._last_saved_step = step
+                bar.update(1)
+                if stop and step < t.max_steps:
+                    interrupted = True
+                    break
+        finally:
+            bar.close()
+            self.logger.close()
+        throughput = run_tokens / max(time.perf_counter() - run_start, 1e-9)
+        result = TrainResult(run_dir=self.run_dir, step=step, best_val_loss=self.best_val_loss,
+                             final=last_eval, interrupted=interrupted, tokens_per_s=throughput)
+        if self.dist.is_main:
+            summary = {"step": step, "best_val_loss": self.best_val_loss, "final": last_eval,
+                       "interrupted": interrupted, "tokens_per_s": throughput,
+                       "params": self.model.num_params(), "device": str(self.device),
+                       "world_size": self.dist.world_size}
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return result
+
+
+def reduce_metric(name: str, values: list[float]) -> float:
+    if name.startswith("min_"):
+        return min(values)
+    if name.startswith("max_"):
+        return max(values)
+    return sum(values) / len(values)
+
+
+def query_grad_norms(model: GPT) -> dict[str, float]:
+    """Gradient norm of each layer's query projection (rows 0..C of the fused qkv weight)."""
+    out = {}
+    C = model.config.n_embd
+    for i, block in enumerate(model.blocks):
+        grad = block.attn.c_attn.weight.grad
+        if grad is not None:
+            out[f"grad_norm_q.{i}"] = float(grad[:C].norm())
+    return out
+
+
+def train(config: RunConfig, run_dir: str | Path, **kwargs) -> TrainResult:
+    """Train a model; see :class:`Trainer` for the keyword arguments."""
+    return Trainer(config, run_dir, **kwargs).fit()
