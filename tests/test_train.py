@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from probattn.errors import CheckpointError, ConfigError, TrainingDiverged
+from probattn.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from probattn.runs import load_run
 from probattn.train import Callback, CrossEntropy, Trainer, register_objective, train
 from probattn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -78,6 +78,16 @@ def test_resume_refuses_a_changed_configuration_and_a_missing_checkpoint(tmp_pat
         Trainer(cfg, tmp_path / "empty", resume=True).fit()
     with pytest.raises(ConfigError, match="already holds a run"):
         Trainer(cfg, tmp_path).fit()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(tmp_path):
+    train(tiny_config(), tmp_path, progress=False)
+    bad = tiny_config(data={"corpus": str(tmp_path / "missing.txt")})
+    with pytest.raises(DataError, match="data file not found"):
+        Trainer(bad, tmp_path, overwrite=True).fit()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")[0]["step"] == 12
+    train(tiny_config(train={"max_steps": 4}), tmp_path, overwrite=True, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")[0]["step"] == 4
 
 
 def test_grad_accumulation_matches_a_larger_batch(tmp_path):
@@ -202,3 +212,14 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
             assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
     assert math.isfinite(load_run(tmp_path / "ddp").meta["best_val_loss"])
+
+
+def test_optional_loggers_explain_the_missing_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(ConfigError, match=r"--tensorboard needs the 'log' extra"):
+        train(tiny_config(train={"tensorboard": True}), tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match=r"--wandb-project needs the 'log' extra"):
+        train(tiny_config(train={"wandb_project": "x"}), tmp_path / "b", progress=False)

@@ -124,6 +124,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self._stop_requested = False
+        self._replace_old_run = False
         self.dist = env_dist_info()
 
     # -- public --------------------------------------------------------------------------------
@@ -165,8 +166,7 @@ class Trainer:
                     f"{self.run_dir} already holds a run; pass --resume to continue it or "
                     "--overwrite to start again"
                 )
-            if self.dist.is_main:
-                shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+            self._replace_old_run = True  # removed only once the new run is fully set up
         return None
 
     def _setup(self) -> None:
@@ -211,10 +211,13 @@ class Trainer:
         compiled = self.model
         if t.compile == "on" or (t.compile == "auto" and self.device.type == "cuda"):
             compiled = torch.compile(self.model)
+        self.forward_model = compiled  # what training and evaluation call
         self.train_module: nn.Module = TrainModule(compiled, self.objective)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_module = DistributedDataParallel(self.train_module, device_ids=ids)
+        if self._replace_old_run and self.dist.is_main:
+            shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main,
                                     resume_step=self.start_step if meta else None,
                                     tensorboard=t.tensorboard, wandb_project=t.wandb_project,
@@ -260,6 +263,9 @@ class Trainer:
         return {"per_rank": per_rank, "data": self.batches.generator.get_state()}
 
     def _save_last(self, step: int) -> None:
+        if bool(self._nonfinite):
+            raise TrainingDiverged(f"training diverged: a non-finite loss before step {step}; "
+                                   f"no checkpoint written past step {self._last_saved_step}")
         rng = self._rng_state()  # a collective: every rank takes part
         if not self.dist.is_main:
             return
@@ -338,7 +344,7 @@ class Trainer:
         for x, y in self.eval_batches:
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
-                metrics = self.objective.eval_metrics(self.model, x, y)
+                metrics = self.objective.eval_metrics(self.forward_model, x, y)
             for k, v in metrics.items():
                 per_batch.setdefault(k, []).append(float(v))
         self.model.train()
