@@ -14,7 +14,8 @@ def plot_layer_curves(ax, curves: Mapping[str, Sequence[float]], ylabel: str, sp
 
     for label, values in curves.items():
         xs = np.arange(len(values))
-        line = ax.plot(xs, values, marker="o", ms=3, label=label)[0]
+        style = "--" if label.endswith("(init)") else "-"  # init dashed, trained solid
+        line = ax.plot(xs, values, marker="o", ms=3, ls=style, label=label)[0]
         if spread and label in spread:
             s = np.asarray(spread[label])
             ax.fill_between(xs, np.asarray(values) - s, np.asarray(values) + s, alpha=0.2,
@@ -95,7 +96,9 @@ def faithfulness_figure(sweep: Mapping):
 def signed_attention_figure(maps: Mapping[str, "object"], max_heads: int = 4, max_tokens: int = 48):
     """Attention maps (query x key) per mechanism/head, diverging colour map centred at zero,
     each panel with a symmetric range so that white is exactly 0 and the sign reads at a glance.
-    Only the first ``max_tokens`` queries and keys are drawn (the rest is too fine to see)."""
+    Only the first ``max_tokens`` queries and keys are drawn (the rest is too fine to see). The
+    range is the 99th percentile of |w| over the causal entries, so that the first rows (weight
+    ~1 on very few keys) saturate instead of washing out the rest; the title gives the true range."""
     import numpy as np
     from matplotlib.colors import CenteredNorm
 
@@ -110,10 +113,11 @@ def signed_attention_figure(maps: Mapping[str, "object"], max_heads: int = 4, ma
                 ax.axis("off")
                 continue
             w = weights[h][:max_tokens, :max_tokens]
-            norm = CenteredNorm(vcenter=0.0, halfrange=max(float(np.abs(w).max()), 1e-12))
+            causal = np.abs(w[np.tril_indices_from(w)])
+            norm = CenteredNorm(vcenter=0.0, halfrange=max(float(np.percentile(causal, 99)), 1e-12))
             im = ax.imshow(w, cmap="RdBu_r", norm=norm, interpolation="nearest")
             ax.set_title(f"{label} h{h} [{w.min():.2g}, {w.max():.2g}]", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, extend="both")
     return fig
