@@ -44,7 +44,7 @@ def loop_softmax(scores_row):
 
 
 def loop_dot(a, b):
-    return sum(float(x) * float(y) for x, y in zip(a, b))
+    return sum(float(x) * float(y) for x, y in zip(a.tolist() if hasattr(a, "tolist") else a, b.tolist() if hasattr(b, "tolist") else b))
 
 
 # -- gpam ----------------------------------------------------------------------------------------
