@@ -210,7 +210,7 @@ def test_diff_matches_official_layout_computed_from_flat_projections():
     # weights: A1 - lam A2 per pair, rows summing to 1 - lam
     torch.testing.assert_close(w, a[:, :, 0] - lam * a[:, :, 1])
     torch.testing.assert_close(w.sum(-1), torch.full((B, n, T), 1 - lam, dtype=torch.float64))
-    assert float(m.lam()) == pytest.approx(lam, rel=1e-12)
+    assert float(m.lam().detach()) == pytest.approx(lam, rel=1e-12)
 
 
 def test_diff_needs_even_heads():
