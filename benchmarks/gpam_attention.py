@@ -38,8 +38,8 @@ from probattn.model.gpt import CausalSelfAttention  # noqa: E402
 
 MECHANISMS = {
     "softmax": ("softmax", {}),
-    "gpam": ("gpam", {}),
-    "gpam-2call": ("gpam", {"kernel": "separate"}),
+    "gpam": ("gpam", {}),  # default: two SDPA calls
+    "gpam-gqa": ("gpam", {"kernel": "gqa"}),  # one SDPA call, 2H query heads over H K/V heads
     "diff": ("diff", {}),
     "cog": ("cog", {"softmax_first_last": False}),
 }

@@ -23,14 +23,14 @@ def _one_thread():
 # (registry name, options, layer index) covering every fast-path branch
 CASES = {
     "gpam": ("gpam", {}, 0),
-    "gpam-separate": ("gpam", {"kernel": "separate"}, 0),
+    "gpam-gqa": ("gpam", {"kernel": "gqa"}, 0),
     "gpam-untied-head-trainable": ("gpam", {"tied": False, "lam": 0.4, "lam_neg": 1.3, "trainable": True,
                                             "granularity": "head", "init": "random"}, 0),
     "diff": ("diff", {}, 2),
     "cog": ("cog", {"chunk": 5}, 1),  # a middle layer: signed weights
     "cog-edge": ("cog", {}, 0),  # first layer: plain softmax (Cogformer recipe)
 }
-SIGNED = ("gpam", "gpam-separate", "gpam-untied-head-trainable", "diff", "cog")
+SIGNED = ("gpam", "gpam-gqa", "gpam-untied-head-trainable", "diff", "cog")
 
 
 def make(case: str, n_head: int = 4, head_dim: int = 8, impl: str = "fast", dtype=torch.float64):

@@ -12,10 +12,11 @@ Entries of P may be negative; y is an affine (not convex) combination of the val
 The paper gives the structure; the lambda parameterisation, its granularity and the W_Q-
 initialisation are reconstructions, exposed as options (docs/gpam.md).
 
-Fast path: no T x T matrix. Both maps go through ONE ``scaled_dot_product_attention`` call by
-interleaving q+ and q- as 2H query heads over the H shared key/value heads (grouped-query
-attention, ``enable_gqa=True``, torch >= 2.5); two separate calls are the fallback. The two
-outputs are combined with one fused ``lerp`` when lambda is tied.
+Fast path: no T x T matrix. Two ``scaled_dot_product_attention`` calls (flash kernels where the
+device has them), combined with one fused ``lerp`` when lambda is tied. ``kernel="gqa"`` instead
+interleaves q+ and q- as 2H query heads over the H shared key/value heads and makes ONE call with
+``enable_gqa=True`` (torch >= 2.5); measured on CPU it is no faster and holds more memory (the
+interleaved copy of the queries), so the default is the two calls (benchmarks/gpam_attention.py).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ class DualAttention(AttentionMechanism):
     * ``lam_max`` (2.0): the bound of a trainable lambda; lam (and lam_neg) must lie in (0, lam_max).
     * ``granularity`` ("layer"): one lambda per layer, or one per head ("head").
     * ``init`` ("neg_identity"): W_Q- = -I per head (q- = -ReLU(q+)), or "random" N(0, 1/d).
-    * ``kernel`` ("auto"): fast-path layout; "gqa" (one SDPA call), "separate" (two calls);
-      "auto" is "gqa" where torch supports it.
+    * ``kernel`` ("auto"): fast-path layout; "separate" (two SDPA calls) or "gqa" (one call with
+      2H interleaved query heads over H key/value heads); "auto" is "separate", measured as fast
+      and lighter on memory.
     """
 
     option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel")
@@ -132,7 +134,7 @@ class DualAttention(AttentionMechanism):
         self.lam_max = opts["lam_max"]
         self.granularity = opts["granularity"]
         kernel = opts["kernel"]
-        self.use_gqa = kernel == "gqa" or (kernel == "auto" and sdpa_supports_gqa())
+        self.use_gqa = kernel == "gqa"
         H, D = ctx.n_head, ctx.head_dim
 
         if opts["init"] == "neg_identity":

@@ -197,7 +197,8 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
     report.table(["variant", "params (non-embedding)", "val loss, full split (best ckpt)", "val bits/char",
                   "best val loss (fixed batches)", "minus softmax (paired)", "minus matched softmax (paired)",
                   "train tokens/s vs softmax"], rows,
-                 caption="mean ± std over seeds; differences are per seed (negative = variant better)")
+                 caption="mean ± std over seeds; differences are per seed (negative = variant better); "
+                         "tokens/s comes from training on a possibly shared machine: see the benchmark for cost")
     per_seed = [[s] + [full_loss[k][i] for k in VARIANTS] for i, s in enumerate(seeds)]
     report.table(["seed"] + [VARIANTS[k][0] for k in VARIANTS], per_seed,
                  caption="validation loss (full split, best checkpoint) per seed")
@@ -279,7 +280,21 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
     ratio = [a / b for a, b in zip(mean_grads[deep_labels["gpam_trainable"]], mean_grads[deep_labels["softmax"]])]
     report.paragraph("Mean query-gradient norm, daGPAM / softmax, per layer: "
                      + ", ".join(f"{r:.2f}" for r in ratio)
-                     + f" (larger in {sum(r > 1 for r in ratio)} of {len(ratio)} layers).")
+                     + f" (larger in {sum(r > 1 for r in ratio)} of {len(ratio)} layers). Part of this is "
+                     "mechanical: y = (1 + lam) P+ v - lam P- v scales the P+ path by 1 + lam (2 at lam = 1) "
+                     "and W_Q adds a second path through q-; AdamW is invariant to a constant gradient scale, "
+                     "so larger raw norms need not mean faster learning.")
+    soft_i, soft_t = profiles[f"{deep_labels['softmax']} (init)"], profiles[f"{deep_labels['softmax']} (trained)"]
+    gp_i, gp_t = (profiles[f"{deep_labels['gpam_trainable']} (init)"],
+                  profiles[f"{deep_labels['gpam_trainable']} (trained)"])
+    init_gap = max(abs(a - b) for a, b in zip(soft_i["rank_collapse"], gp_i["rank_collapse"]))
+    report.paragraph(
+        f"At the GPT's initialisation (weights N(0, 0.02^2)) the scores are tiny, P+ and P- are both near "
+        f"uniform, and the two models' residual-stream profiles differ by at most {init_gap:.1e} per layer. "
+        f"After training, last layer: rank collapse softmax {soft_t['rank_collapse'][-1]:.3f} vs daGPAM "
+        f"{gp_t['rank_collapse'][-1]:.3f}; token cosine softmax {soft_t['token_cosine'][-1]:.3f} vs daGPAM "
+        f"{gp_t['token_cosine'][-1]:.3f}; pure-attention stack of the trained weights "
+        f"{soft_t['pure'][-1]:.2g} vs {gp_t['pure'][-1]:.2g} (one seed: read the direction, not the size).")
 
     report.heading("At initialisation: random pure-attention stacks and the faithfulness test")
     report.paragraph(
@@ -290,6 +305,25 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
     fig.axes[0].set_yscale("log")
     report.figure(fig, "random_stacks", "Rank collapse and token cosine of random pure-attention stacks")
     report.figure(plots.faithfulness_figure(sweep), "faithfulness", "Faithfulness test at initialisation")
+    rows_f = list(zip(sweep["lam_pos"], sweep["profiles"]))
+    faithful = [p for lp, p in rows_f if lp == sweep["lam_neg"]]
+    below = [p for lp, p in rows_f if lp < sweep["lam_neg"]]
+    above = [p for lp, p in rows_f if lp > sweep["lam_neg"]]
+    last = lambda p, key: p[key][-1]  # noqa: E731
+    sentences = [f"Random stacks at init, last layer: softmax rank collapse "
+                 f"{random_stacks['softmax']['rank_collapse'][-1]:.2g}, daGPAM (lam = 1) "
+                 f"{random_stacks['daGPAM lam=1']['rank_collapse'][-1]:.2g}."]
+    if faithful:
+        sentences.append(f"Faithful lam+ = lam- = {sweep['lam_neg']:g}: rank collapse {last(faithful[0], 'rank_collapse'):.2g}, "
+                         f"token RMS {last(faithful[0], 'rms'):.2g}.")
+    if below:
+        sentences.append("lam+ < lam- (rows sum below 1): tokens shrink (last-layer RMS "
+                         + ", ".join(f"{last(p, 'rms'):.2g}" for p in below) + ") and collapse.")
+    if above:
+        sentences.append("lam+ > lam- (rows sum above 1): the rank ratio stays high but the tokens grow "
+                         "geometrically (last-layer RMS " + ", ".join(f"{last(p, 'rms'):.2g}" for p in above)
+                         + "): away from the fixed row sum the stack either vanishes or explodes.")
+    report.paragraph(" ".join(sentences))
     report.table(["lam+", "rank collapse, last layer", "token RMS, last layer"],
                  [[lp, p["rank_collapse"][-1], p["rms"][-1]] for lp, p in zip(sweep["lam_pos"], sweep["profiles"])]
                  + [["softmax", sweep["softmax"]["rank_collapse"][-1], sweep["softmax"]["rms"][-1]]],
