@@ -176,6 +176,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from ..train.metrics import atomic_write_text
 
     lam_sweep = _parse_sweep(args.lam_sweep)
+    if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
+        raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
     model, idx, label, records, out = _load_source(args)
     try:
         results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
