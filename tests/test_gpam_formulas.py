@@ -10,6 +10,7 @@ import torch
 
 from probattn.attention import AttentionContext, build_attention
 from probattn.attention.cog import CogChunkedFunction
+from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.attention.diff import lambda_init_schedule
 from probattn.cli import main
 from probattn.errors import ConfigError
@@ -127,6 +128,7 @@ def test_gpam_fast_path_gradcheck_including_lambda(options):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.skipif(not sdpa_supports_gqa(), reason="kernel=gqa needs torch >= 2.5 (enable_gqa)")
 def test_gpam_gqa_and_separate_kernels_agree():
     a = mech("gpam", {"kernel": "gqa", "lam": 0.9}, n_head=4, head_dim=8)
     b = mech("gpam", {"kernel": "separate", "lam": 0.9}, n_head=4, head_dim=8)
@@ -147,6 +149,7 @@ BAD_GPAM = [
     ({"granularity": "token"}, "granularity must be one of"),
     ({"init": "identity"}, "init must be one of"),
     ({"kernel": "flash"}, "kernel must be one of"),
+    ({"tied": False, "lam": 1.0, "lam_neg": -0.5}, "lam_neg must be >= 0"),
     ({"lambda": 1.0}, "has no option"),
 ]
 

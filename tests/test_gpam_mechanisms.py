@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probattn.attention import AttentionContext, build_attention
+from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.model import GPT, GPTConfig
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,14 @@ CASES = {
     "cog": ("cog", {"chunk": 5}, 1),  # a middle layer: signed weights
     "cog-edge": ("cog", {}, 0),  # first layer: plain softmax (Cogformer recipe)
 }
+NEEDS_GQA = pytest.mark.skipif(not sdpa_supports_gqa(), reason="kernel=gqa needs torch >= 2.5 (enable_gqa)")
+
+
+def cases(names=None):
+    """Parametrisation over CASES; the GQA layout only where torch has enable_gqa."""
+    return [pytest.param(c, marks=NEEDS_GQA) if c == "gpam-gqa" else c for c in (names or CASES)]
+
+
 SIGNED = ("gpam", "gpam-gqa", "gpam-untied-head-trainable", "diff", "cog")
 
 
@@ -50,7 +59,7 @@ def qkv(B=2, H=4, T=13, D=8, dtype=torch.float64, seed=0, scale=1.5):
     return [(scale * torch.randn(B, H, T, D, generator=g, dtype=dtype)).requires_grad_(True) for _ in range(3)]
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 def test_fast_path_matches_reference_forward_and_gradients(case):
     mech = make(case)
     q, k, v = qkv()
@@ -68,7 +77,7 @@ def test_fast_path_matches_reference_forward_and_gradients(case):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 def test_forward_selects_paths(case):
     mech = make(case)
     q, k, v = qkv()
@@ -79,7 +88,7 @@ def test_forward_selects_paths(case):
     torch.testing.assert_close(y, y2)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 def test_exactly_causal(case, impl):
     """Changing tokens after position t changes no output at positions <= t."""
@@ -95,7 +104,7 @@ def test_exactly_causal(case, impl):
     assert not torch.allclose(y[:, :, t + 1:], y2[:, :, t + 1:])
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 def test_no_weight_on_future_positions(case):
     mech = make(case)
     q, k, v = qkv(T=10)
@@ -105,7 +114,7 @@ def test_no_weight_on_future_positions(case):
     assert torch.all(w[..., ~future].abs().sum(-1) > 0)
 
 
-@pytest.mark.parametrize("case", SIGNED)
+@pytest.mark.parametrize("case", cases(SIGNED))
 def test_weights_can_be_negative(case):
     mech = make(case)
     q, k, v = qkv(T=16)
@@ -118,7 +127,7 @@ def test_softmax_edge_layer_of_cog_is_non_negative():
     assert (w >= 0).all()
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 def test_finite_at_long_context_and_extreme_scores(case):
     """T = 4096 on the fast path (no T x T matrix for gpam/diff; chunked for cog)."""
     mech = make(case, n_head=2, head_dim=4, dtype=torch.float32)
@@ -136,7 +145,7 @@ def test_finite_at_long_context_and_extreme_scores(case):
     torch.testing.assert_close(y_fast, y_ref, rtol=2e-4, atol=2e-3)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases())
 def test_in_gpt_pattern_hook_and_training_step(case):
     name, options, _ = CASES[case]
     cfg = GPTConfig(vocab_size=11, block_size=16, n_layer=3, n_head=4, n_embd=32, attention=name,
