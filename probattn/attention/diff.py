@@ -107,16 +107,15 @@ class DiffAttention(AttentionMechanism):
         """
         B, H, T, d = q.shape
         n = H // 2
-        pairs = v.view(B, n, 1, 2, T, d).expand(B, n, 2, 2, T, d)  # both heads of a pair read its value
-        halves = []
-        for j in range(2):  # j = 0: value of head 2i, j = 1: value of head 2i+1
-            v_j = pairs[:, :, :, j].reshape(B, H, T, d)
-            o = F.scaled_dot_product_attention(q, k, v_j, dropout_p=self.attn_dropout_p(),
-                                               is_causal=True, scale=self.scale).view(B, n, 2, T, d)
-            halves.append(o)
         lam = self.lam().to(q.dtype)
-        a_lo = halves[0][:, :, 0] - lam * halves[0][:, :, 1]  # (A1 - lam A2) v_{2i}
-        a_hi = halves[1][:, :, 0] - lam * halves[1][:, :, 1]  # (A1 - lam A2) v_{2i+1}
+        combined = []
+        for v_half in v.view(B, n, 2, T, d).unbind(2):  # value of head 2i, then of head 2i+1
+            v_j = v_half.repeat_interleave(2, dim=1)  # both query heads of pair i read it
+            o = F.scaled_dot_product_attention(q, k, v_j, dropout_p=self.attn_dropout_p(),
+                                               is_causal=True, scale=self.scale)
+            o1, o2 = o.view(B, n, 2, T, d).unbind(2)  # unbind: no zero-filled select backward
+            combined.append(torch.addcmul(o1, o2, lam, value=-1))  # (A1 - lam A2) v_half
+        a_lo, a_hi = combined
         # RMSNorm over the pair's 2d features without concatenating them
         wide = torch.promote_types(q.dtype, torch.float32)
         mean_sq = (a_lo.to(wide).pow(2).mean(-1, keepdim=True) + a_hi.to(wide).pow(2).mean(-1, keepdim=True)) / 2

@@ -185,8 +185,7 @@ class DualAttention(AttentionMechanism):
             both = torch.stack((q, q_neg), dim=2).view(B, 2 * H, T, D)
             out = F.scaled_dot_product_attention(both, k, v, dropout_p=p, is_causal=True,
                                                  scale=self.scale, enable_gqa=True)
-            out = out.view(B, H, 2, T, v.shape[-1])
-            y_pos, y_neg = out[:, :, 0], out[:, :, 1]
+            y_pos, y_neg = out.view(B, H, 2, T, v.shape[-1]).unbind(2)
         else:
             y_pos = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=self.scale)
             y_neg = F.scaled_dot_product_attention(q_neg, k, v, dropout_p=p, is_causal=True, scale=self.scale)
