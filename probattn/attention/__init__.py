@@ -16,6 +16,7 @@ from .registry import (
 
 # Importing a mechanism's module registers it.
 from . import softmax  # noqa: F401,E402
+from . import gpam, diff, cog  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
 
 __all__ = [
     "AttentionContext",

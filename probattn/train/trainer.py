@@ -497,13 +497,21 @@ def reduce_metric(name: str, values: list[float]) -> float:
 
 
 def query_grad_norms(model: GPT) -> dict[str, float]:
-    """Gradient norm of each layer's query projection (rows 0..C of the fused qkv weight)."""
+    """Gradient norm of each layer's query projection (rows 0..C of the fused qkv weight).
+
+    A mechanism with query-side parameters of its own (daGPAM's W_Q-) lists them in
+    ``query_parameters()``; their joint gradient norm is logged as ``grad_norm_q_extra.{layer}``.
+    """
     out = {}
     C = model.config.n_embd
     for i, block in enumerate(model.blocks):
         grad = block.attn.c_attn.weight.grad
         if grad is not None:
             out[f"grad_norm_q.{i}"] = float(grad[:C].norm())
+        extra = getattr(block.attn.mechanism, "query_parameters", None)
+        grads = [p.grad for p in extra() if p.grad is not None] if extra is not None else []
+        if grads:
+            out[f"grad_norm_q_extra.{i}"] = float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
     return out
 
 

@@ -1,0 +1,68 @@
+"""The ``gpam`` experiment end to end at smoke scale, and its pieces (parameter matching,
+paired verdicts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from probattn.cli import main
+from probattn.experiments import gpam as gpam_experiment
+from probattn.experiments import describe_experiments
+from probattn.model import GPTConfig
+from probattn.train import apply_overrides, preset_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_matched_baseline_has_the_parameter_count_of_dagpam():
+    base = apply_overrides(preset_config("quick"), {"model": gpam_experiment.SETTINGS["quick"].model})
+    configs = gpam_experiment.variant_configs(base)
+    count = lambda cfg: gpam_experiment.count_params(GPTConfig(**{**cfg.model.to_dict(), "vocab_size": 65}))  # noqa: E731
+    target, matched, plain = (count(configs[k]) for k in ("gpam_trainable", "softmax_matched", "softmax"))
+    # daGPAM adds H d^2 = C d per layer (W_Q-) plus one lambda per layer; the MLP width absorbs it
+    m = configs["softmax"].model
+    assert target - plain == m.n_layer * (m.n_embd * m.head_dim + 1)
+    assert abs(matched - target) <= 2 * m.n_embd  # within one MLP unit
+    assert abs(matched - target) / target < 1e-3
+    assert configs["softmax_matched"].model.mlp_hidden == 4 * m.n_embd + m.head_dim // 2
+
+
+def test_paired_verdict_words():
+    assert gpam_experiment.paired_verdict([-0.02, -0.021, -0.019]) == "lower on every seed"
+    assert gpam_experiment.paired_verdict([0.02, 0.021, 0.019]) == "higher on every seed"
+    assert gpam_experiment.paired_verdict([-0.02, 0.01, -0.005]) == "within seed noise"
+    assert gpam_experiment.paired_verdict([-0.02]) == "within seed noise"
+
+
+def test_gpam_experiment_is_registered():
+    entry = {name: scales for name, _, scales in describe_experiments()}["gpam"]
+    assert entry[0] == "quick" and "smoke" in entry and "paper" in entry
+
+
+def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
+    out = tmp_path / "gpam"
+    assert main(["experiment", "gpam", "--scale", "smoke", "--out", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "daGPAM vs softmax" in printed and "report:" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["val_loss_full_split"]) == set(gpam_experiment.VARIANTS)
+    assert all(v["n"] == 2 for v in results["val_loss_full_split"].values())
+    assert results["params"]["softmax_matched"] == pytest.approx(results["params"]["gpam_trainable"], rel=2e-3)
+    assert len(results["deep"]["profiles"]["softmax (init)"]["rank_collapse"]) == 5  # 4 layers + input
+    assert len(results["faithfulness"]["lam_pos"]) == 3
+    assert all(0 < lam < 2 for lams in results["learned_lambdas"].values() for lam in lams)
+    report = (out / "report.md").read_text()
+    assert "Does daGPAM help here?" in report and "108.26" in report
+    for name in ("loss_curves", "attention_maps", "deep_rank_collapse", "grad_norms", "faithfulness",
+                 "random_stacks"):
+        assert (out / "figures" / f"{name}.png").exists()
