@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.func import jacrev
 
@@ -68,3 +69,12 @@ def degenerate_case(heads: int, values: bool, mask: str, eps: float, seed: int =
     assert real.numel() > 0, "odd dimension guarantees a real eigenvalue"
     c_root = float(-1.0 / real[real.abs().argmax()])  # det(B + c D) = 0
     return with_key_scale(amap, c_root * (1.0 + eps)), u, c_root
+
+
+@pytest.fixture(autouse=False)
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add scheduling overhead (badly so on a busy CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,9 +7,11 @@ import math
 
 import pytest
 import torch
-from support_cases import DT
+from support_cases import DT, one_thread  # noqa: F401
 
 from probattn.barrier.smooth import adjugate_transpose, smooth_logdet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cofactor_transpose(M: torch.Tensor) -> torch.Tensor:
