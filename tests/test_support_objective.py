@@ -12,7 +12,7 @@ from support_cases import DT, one_thread  # noqa: F401
 
 from probattn.barrier.attention_map import CausalAttentionMap, apply_map
 from probattn.barrier.objective import BarrierObjective
-from probattn.barrier.prior import EmbeddingPrior, draw_subset, strict_margins
+from probattn.barrier.prior import FIRST_INFORMATIVE, EmbeddingPrior, draw_subset, informative, strict_margins
 from probattn.errors import ConfigError
 from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train
@@ -118,7 +118,7 @@ def test_full_prior_is_the_change_of_variables_density():
         jac = torch.autograd.functional.jacobian(lambda u: apply_map(amap, u), emb[b])
         logdet = torch.stack([torch.linalg.slogdet(jac[t, :, t, :]).logabsdet for t in range(7)])
         expected.append((e**2).sum(-1) / (2 * sigma**2) - logdet)
-    assert float(terms.value) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-10)
+    assert float(terms.value.detach()) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-10)
 
 
 def test_loss_and_gradients_finite_up_to_and_past_the_boundary():
@@ -148,16 +148,19 @@ def test_loss_and_gradients_finite_up_to_and_past_the_boundary():
 
 
 def test_subsampled_penalty_is_unbiased_by_enumeration():
-    """The mean over every equally likely (sequences, positions) draw is the exact mean."""
+    """The estimator the objective uses (sequences, then positions t >= 2, uniformly without
+    replacement): its mean over every equally likely draw is the exact mean."""
     g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(3, 2, 4, 3, generator=g, dtype=DT), torch.randn(3, 2, 4, 3, generator=g, dtype=DT)
-    exact = strict_margins(q, k, 0.01)[0].mean()
+    q, k = torch.randn(3, 2, 5, 3, generator=g, dtype=DT), torch.randn(3, 2, 5, 3, generator=g, dtype=DT)
+    exact = informative(strict_margins(q, k, 0.01)[0], None).mean()
     estimates = []
+    pos_sets = list(itertools.combinations(range(FIRST_INFORMATIVE, 5), 2))
     for rows in itertools.combinations(range(3), 2):
-        pos_sets = list(itertools.combinations(range(4), 2))
         for pos in itertools.product(pos_sets, repeat=2):
-            m, _ = strict_margins(q, k, 0.01, torch.tensor(rows), torch.tensor(pos))
-            estimates.append(m.mean())
+            positions = torch.tensor(pos)
+            m, _ = strict_margins(q, k, 0.01, torch.tensor(rows), positions)
+            estimates.append(informative(m, positions).mean())
+    assert len(estimates) == 27
     assert float(torch.stack(estimates).mean()) == pytest.approx(float(exact), rel=1e-12)
 
 
@@ -166,12 +169,13 @@ def test_draw_subset_is_uniform_without_replacement():
     counts_rows, counts_pos = torch.zeros(6), torch.zeros(10)
     n = 3000
     for _ in range(n):
-        rows, pos = draw_subset(6, 10, 2, 3, generator=g)
+        rows, pos = draw_subset(6, 10, 2, 3, generator=g, first=2)
         assert rows.unique().numel() == 2 and all(p.unique().numel() == 3 for p in pos)
         counts_rows[rows] += 1
         counts_pos += torch.bincount(pos.flatten(), minlength=10)
     torch.testing.assert_close(counts_rows / n, torch.full((6,), 2 / 6), atol=0.03, rtol=0)
-    torch.testing.assert_close(counts_pos / (2 * n), torch.full((10,), 3 / 10), atol=0.03, rtol=0)
+    assert counts_pos[:2].sum() == 0  # positions 0 and 1 carry no margin and are never drawn
+    torch.testing.assert_close(counts_pos[2:] / (2 * n), torch.full((8,), 3 / 8), atol=0.03, rtol=0)
     assert draw_subset(6, 10, None, None) == (None, None)
 
 

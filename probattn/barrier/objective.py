@@ -34,7 +34,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..train.objectives import Objective, token_metrics
 from .gpt import hook_qk, raw_model
-from .prior import BarrierTerms, EmbeddingPrior, draw_subset, layer_terms
+from .prior import FIRST_INFORMATIVE, BarrierTerms, EmbeddingPrior, draw_subset, layer_terms
 from .smooth import DEFAULT_DELTA
 
 PLACEMENTS = ("embedding", "layers")
@@ -114,7 +114,9 @@ class BarrierObjective(Objective):
         B, T = x.shape
         rows = positions = None
         if sample:
-            rows, positions = draw_subset(B, T, self.sample_sequences, self.sample_positions, x.device)
+            first = 0 if self.full else FIRST_INFORMATIVE  # the full prior's density needs every position
+            rows, positions = draw_subset(B, T, self.sample_sequences, self.sample_positions, x.device,
+                                          first=first)
         if self.placement == "embedding":
             logits, ce = model(x, y)
             emb = raw_model(model).embed(x)

@@ -41,23 +41,42 @@ class BarrierTerms:
     prior_nll: Tensor | None = None
 
 
+#: strict maps have J_t = I at t = 0 (no past) and t = 1 (one past token: zero covariance) for
+#: every input; margins start at this position
+FIRST_INFORMATIVE = 2
+
+
 def draw_subset(B: int, T: int, n_seq: int | None, n_pos: int | None, device=None,
-                generator: torch.Generator | None = None) -> tuple[Tensor | None, Tensor | None]:
+                generator: torch.Generator | None = None,
+                first: int = 0) -> tuple[Tensor | None, Tensor | None]:
     """Uniform random sequences (without replacement) and, per sequence, uniform positions.
 
-    Returns ``(rows, positions)``; None means "all". Each (sequence, position) pair is then
-    equally likely to be in the sample, so the sample mean of any per-token quantity is an
-    unbiased estimate of its mean over the batch.
+    Positions are drawn from ``first .. T-1``. Returns ``(rows, positions)``; None means "all"
+    (rows) or "all of first .. T-1" (positions). Each (sequence, position) pair is then equally
+    likely to be in the sample, so the sample mean of any per-token quantity is an unbiased
+    estimate of its mean over the batch.
     """
     rows = None
     if n_seq is not None and n_seq < B:
         rows = torch.randperm(B, generator=generator, device=device)[:n_seq]
     positions = None
-    if n_pos is not None and n_pos < T:
+    if n_pos is not None and n_pos < T - first:
         n_rows = B if rows is None else rows.numel()
-        keys = torch.rand(n_rows, T, generator=generator, device=device)
-        positions = keys.argsort(dim=-1)[:, :n_pos]
+        keys = torch.rand(n_rows, T - first, generator=generator, device=device)
+        positions = keys.argsort(dim=-1)[:, :n_pos] + first
     return rows, positions
+
+
+def _mean(x: Tensor) -> Tensor:
+    return x.mean() if x.numel() else x.sum()  # no informative position (T <= 2): zero, not NaN
+
+
+def informative(margins: Tensor, positions: Tensor | None) -> Tensor:
+    """Margins (B', H, T') of positions >= FIRST_INFORMATIVE, flattened."""
+    if positions is None:
+        return margins[..., FIRST_INFORMATIVE:].flatten()
+    keep = (positions >= FIRST_INFORMATIVE)[:, None, :].expand_as(margins)
+    return margins[keep]
 
 
 def strict_margins(q: Tensor, k: Tensor, delta: float, rows: Tensor | None = None,
@@ -104,29 +123,36 @@ class EmbeddingPrior(nn.Module):
         """(B, T, d) -> q, k of shape (B, 1, T, r)."""
         return (u @ self.w_q.T).unsqueeze(1), (u @ self.w_k.T).unsqueeze(1)
 
-    def terms(self, emb: Tensor, delta: float, full: bool = False, sigma: float = 1.0,
-              rows: Tensor | None = None, positions: Tensor | None = None) -> BarrierTerms:
+    def margins(self, emb: Tensor, delta: float, rows: Tensor | None = None, positions: Tensor | None = None,
+                full: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Margins (B', 1, T') of every (chosen) position, the prior's inputs u, and mu_t if ``full``."""
         with torch.autocast(device_type=emb.device.type, enabled=False):  # keep the prior in full precision
             u = self.inputs(emb.to(self.w_q.dtype))
             q, k = self.qk(u)
         extra = u.unsqueeze(1) if full else None
         margins, mu = strict_margins(q, k, delta, rows, positions, extra)
-        barrier = -margins.mean()
+        return margins, u, mu
+
+    def terms(self, emb: Tensor, delta: float, full: bool = False, sigma: float = 1.0,
+              rows: Tensor | None = None, positions: Tensor | None = None) -> BarrierTerms:
+        margins, u, mu = self.margins(emb, delta, rows, positions, full)
+        kept = informative(margins, positions)
+        barrier = -_mean(kept)
         if not full:
-            return BarrierTerms(margins.flatten(), barrier, barrier)
+            return BarrierTerms(kept, barrier, barrier)
         # full prior: -log p(u) = sum_t ||u_t - mu_t||^2 / (2 sigma^2) - log det J_t (+ const)
         own = u if rows is None else u[rows]
         if positions is not None:
             own = torch.gather(own, 1, positions[..., None].expand(-1, -1, own.shape[-1]))
         err = ((own - mu[:, 0]) ** 2).sum(-1) / (2.0 * sigma**2)
-        nll = (err - margins[:, 0]).mean()
-        return BarrierTerms(margins.flatten(), nll, barrier, nll)
+        nll = (err - margins[:, 0]).mean()  # every position: the density includes t = 0, 1
+        return BarrierTerms(kept, nll, barrier, nll)
 
 
 def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float, scale: float,
                 rows: Tensor | None = None, positions: Tensor | None = None) -> BarrierTerms:
     """Margins of every head of the chosen layers (same sample of tokens in every layer)."""
     margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, positions, scale=scale)[0] for l in layers]
-    flat = torch.cat([m.flatten() for m in margins])
-    barrier = -flat.mean()
+    flat = torch.cat([informative(m, positions) for m in margins])
+    barrier = -_mean(flat)
     return BarrierTerms(flat, barrier, barrier)
