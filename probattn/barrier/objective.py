@@ -1,6 +1,6 @@
 """MAP training: cross-entropy + lambda * smooth log-barrier (registered as objective "barrier").
 
-    loss = CE + lambda * mean_t b_t,          b_t = -l_delta(det J_t)   (prior="margin")
+    loss = CE + lambda * mean_t b_t,   b_t = -m_t  or  max(0, cap - m_t),  m_t = l_delta(det J_t)
     loss = CE + lambda * mean_t [ ||e_t||^2 / (2 sigma^2) + b_t ]       (prior="full")
 
 Options (``--objective barrier --objective-option KEY=VALUE``):
@@ -15,6 +15,8 @@ Options (``--objective barrier --objective-option KEY=VALUE``):
     prior             "margin" (default) or "full" (embedding placement only)
     sigma             noise scale of the full prior (default 1)
     delta             boundary smoothing of the margin (default 0.01)
+    cap               null (default): b_t = -m_t; a number c: b_t = max(0, c - m_t), only
+                      tokens with margin below c are penalised
     layers            list of layer indices for placement="layers" (default: all)
     sample_sequences  evaluate the penalty on this many random sequences per step (null: all)
     sample_positions  ... and this many random positions per sequence (null: all)
@@ -42,7 +44,7 @@ PROJECTIONS = ("fixed", "learned")
 PRIORS = ("margin", "full")
 #: per-placement sampling defaults: the embedding prior is cheap enough to be exact; every
 #: layer's heads (p = head_dim) are estimated on a random subset (see benchmarks/)
-DEFAULT_SAMPLING = {"embedding": (None, None), "layers": (8, 32)}
+DEFAULT_SAMPLING = {"embedding": (None, None), "layers": (4, 16)}
 
 
 def _positive_int_or_none(name: str, value: Any) -> int | None:
@@ -56,12 +58,12 @@ def _positive_int_or_none(name: str, value: Any) -> int | None:
 class BarrierObjective(Objective):
     name = "barrier"
     option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "prior",
-                    "sigma", "delta", "layers", "sample_sequences", "sample_positions")
+                    "sigma", "delta", "cap", "layers", "sample_sequences", "sample_positions")
 
     def __init__(self, model=None, lam: float = 0.05, placement: str = "embedding", rank: int = 8,
                  projection: str = "fixed", projection_seed: int = 0, normalize: bool = True,
                  prior: str = "margin", sigma: float = 1.0, delta: float = DEFAULT_DELTA,
-                 layers: list[int] | None = None, sample_sequences: Any = "default",
+                 cap: float | None = None, layers: list[int] | None = None, sample_sequences: Any = "default",
                  sample_positions: Any = "default"):
         super().__init__(model)
         if model is None:
@@ -79,6 +81,10 @@ class BarrierObjective(Objective):
             raise ConfigError(
                 "projection=learned needs prior=full: with a margin-only penalty the prior's own "
                 "W_Q, W_K can shrink to zero and zero the penalty without changing the model")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))):
+            raise ConfigError(f"objective option cap must be a number or null, got {cap!r}")
+        if cap is not None and prior == "full":
+            raise ConfigError("objective option cap applies to the margin-only prior (prior=margin)")
         if layers is not None and placement != "layers":
             raise ConfigError("objective option layers applies to placement=layers only")
         if prior == "full" and placement != "embedding":
@@ -88,6 +94,7 @@ class BarrierObjective(Objective):
         self.full = prior == "full"
         self.sigma = float(sigma)
         self.delta = float(delta)
+        self.cap = None if cap is None else float(cap)
         d_seq, d_pos = DEFAULT_SAMPLING[placement]
         self.sample_sequences = _positive_int_or_none(
             "sample_sequences", d_seq if sample_sequences == "default" else sample_sequences)
@@ -120,9 +127,9 @@ class BarrierObjective(Objective):
         if self.placement == "embedding":
             logits, ce = model(x, y)
             emb = raw_model(model).embed(x)
-            return logits, ce, self.prior.terms(emb, self.delta, self.full, self.sigma, rows, positions)
+            return logits, ce, self.prior.terms(emb, self.delta, self.full, self.sigma, rows, positions, self.cap)
         (logits, ce), qk = hook_qk(model, x, y, detach=False)
-        return logits, ce, layer_terms(qk, self.layers, self.delta, self.scale, rows, positions)
+        return logits, ce, layer_terms(qk, self.layers, self.delta, self.scale, rows, positions, self.cap)
 
     def forward(self, model, x: Tensor, y: Tensor):
         _, ce, terms = self.terms(model, x, y, sample=True)

@@ -71,6 +71,16 @@ def _mean(x: Tensor) -> Tensor:
     return x.mean() if x.numel() else x.sum()  # no informative position (T <= 2): zero, not NaN
 
 
+def barrier_values(margins: Tensor, cap: float | None = None) -> Tensor:
+    """Per-token barrier ``b_t = -m_t`` or, with a cap, ``max(0, cap - m_t)``.
+
+    Without a cap the penalty also rewards margins far from the boundary (it is minimised by
+    growing ``det J_t`` without bound); with ``cap = c`` only tokens whose margin is below ``c``
+    (the support tokens) feel it: the log-barrier of ``det J_t > 0`` on ``det J_t < e^c``.
+    """
+    return -margins if cap is None else torch.relu(cap - margins)
+
+
 def informative(margins: Tensor, positions: Tensor | None) -> Tensor:
     """Margins (B', H, T') of positions >= FIRST_INFORMATIVE, flattened."""
     if positions is None:
@@ -134,10 +144,11 @@ class EmbeddingPrior(nn.Module):
         return margins, u, mu
 
     def terms(self, emb: Tensor, delta: float, full: bool = False, sigma: float = 1.0,
-              rows: Tensor | None = None, positions: Tensor | None = None) -> BarrierTerms:
+              rows: Tensor | None = None, positions: Tensor | None = None,
+              cap: float | None = None) -> BarrierTerms:
         margins, u, mu = self.margins(emb, delta, rows, positions, full)
         kept = informative(margins, positions)
-        barrier = -_mean(kept)
+        barrier = _mean(barrier_values(kept, cap))
         if not full:
             return BarrierTerms(kept, barrier, barrier)
         # full prior: -log p(u) = sum_t ||u_t - mu_t||^2 / (2 sigma^2) - log det J_t (+ const)
@@ -150,9 +161,10 @@ class EmbeddingPrior(nn.Module):
 
 
 def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float, scale: float,
-                rows: Tensor | None = None, positions: Tensor | None = None) -> BarrierTerms:
+                rows: Tensor | None = None, positions: Tensor | None = None,
+                cap: float | None = None) -> BarrierTerms:
     """Margins of every head of the chosen layers (same sample of tokens in every layer)."""
     margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, positions, scale=scale)[0] for l in layers]
     flat = torch.cat([informative(m, positions) for m in margins])
-    barrier = -_mean(flat)
+    barrier = _mean(barrier_values(flat, cap))
     return BarrierTerms(flat, barrier, barrier)

@@ -67,26 +67,33 @@ def _colour(value: float, lo: float, hi: float) -> str:
     return to_hex(colormaps["RdYlBu"](x))
 
 
-def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str) -> str:
+def coloured_text_html(tm: TextMargins, support: torch.Tensor) -> str:
+    """The text as coloured spans (escaped), one per token; support tokens outlined."""
     valid = tm.margins[~torch.isnan(tm.margins)]
     lo, hi = float(valid.min()), float(valid.max())
     chosen = set(support.tolist())
     spans = []
     for pos, tok in enumerate(tm.tokens):
         m = float(tm.margins[pos])
-        label = "no past" if math.isnan(m) else f"{m:.4f} ({_layer_label(tm, int(tm.argmin_layer[pos]))})"
+        label = "not scored" if math.isnan(m) else f"{m:.4f} ({_layer_label(tm, int(tm.argmin_layer[pos]))})"
         tip = html.escape(f"position {pos}: margin {label}", quote=True)
-        cls = ' class="support"' if pos in chosen else ""
+        outline = ";outline:2px solid #000" if pos in chosen else ""
         bg = "#eeeeee" if math.isnan(m) else _colour(m, lo, hi)
         text = html.escape(tok.replace("\n", VISIBLE["\n"] + "\n"))
-        spans.append(f'<span{cls} style="background:{bg}" title="{tip}">{text}</span>')
+        spans.append(f'<span style="background:{bg}{outline}" title="{tip}">{text}</span>')
+    return ("<div style='white-space:pre-wrap;font-family:ui-monospace,monospace;line-height:1.9'>"
+            + "".join(spans) + "</div>")
+
+
+def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str) -> str:
+    valid = tm.margins[~torch.isnan(tm.margins)]
+    lo, hi = float(valid.min()), float(valid.max())
     rows = "".join(
         f"<tr><td>{rank}</td><td>{pos}</td><td><code>{html.escape(shown(tm.tokens[pos]))}</code></td>"
         f"<td>{float(tm.margins[pos]):.4f}</td><td>{html.escape(_layer_label(tm, int(tm.argmin_layer[pos])))}</td></tr>"
         for rank, pos in enumerate(support.tolist(), 1))
     img = base64.b64encode(hist_png.read_bytes()).decode("ascii")
-    style = CSS + (".text{white-space:pre-wrap;font-family:ui-monospace,monospace;line-height:1.9}"
-                   ".text span.support{outline:2px solid #000}")
+    style = CSS
     source = f"{tm.source}, {tm.mask} mask" + (", with value maps" if tm.values else "")
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -95,7 +102,7 @@ def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str
         f"<p class='note'>Margin m_t = l_delta(det J_t) of the {html.escape(source)} map, smallest over "
         f"layers and heads; red = close to the degeneracy boundary, blue = far. Outlined: support tokens. "
         f"Hover a character for its value. Range {lo:.4f} .. {hi:.4f}.</p>"
-        f"<div class='text'>{''.join(spans)}</div>"
+        f"{coloured_text_html(tm, support)}"
         "<h2>Support tokens</h2><table><thead><tr><th>rank</th><th>position</th><th>token</th>"
         f"<th>margin</th><th>where</th></tr></thead><tbody>{rows}</tbody></table>"
         f"<figure><img alt='margin histogram' src='data:image/png;base64,{img}'>"
