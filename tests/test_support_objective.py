@@ -11,8 +11,10 @@ import torch
 from support_cases import DT, one_thread  # noqa: F401
 
 from probattn.barrier.attention_map import CausalAttentionMap, apply_map
+from probattn.barrier.moments import strict_cov
 from probattn.barrier.objective import BarrierObjective
-from probattn.barrier.prior import FIRST_INFORMATIVE, EmbeddingPrior, draw_subset, informative, strict_margins
+from probattn.barrier.prior import (FIRST_INFORMATIVE, EmbeddingPrior, barrier_values, draw_subset, informative,
+                                   strict_margins)
 from probattn.errors import ConfigError
 from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train
@@ -89,6 +91,20 @@ def test_penalty_gradient_matches_finite_differences(placement, param, index):
     assert float(grad) == pytest.approx(float((up - down) / (2 * h)), rel=1e-5, abs=1e-9)
 
 
+def test_cap_penalises_only_tokens_below_it():
+    m = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0])
+    torch.testing.assert_close(barrier_values(m), -m)
+    torch.testing.assert_close(barrier_values(m, cap=0.5), torch.tensor([2.5, 1.0, 0.5, 0.0, 0.0]))
+    model = tiny_gpt()
+    x, y = batch()
+    pure = penalty_grads(model, BarrierObjective(model), x, y)["wte.weight"].clone()
+    high = penalty_grads(model, BarrierObjective(model, cap=1e9), x, y)["wte.weight"]
+    torch.testing.assert_close(high, pure)  # every token below the cap: the pure barrier's gradient
+    low = BarrierObjective(model, cap=-1e9)
+    assert float(low.terms(model, x, y)[2].value.detach()) == 0.0
+    assert penalty_grads(model, low, x, y)["wte.weight"].abs().max() == 0
+
+
 def test_learned_projections_alone_can_zero_a_margin_only_penalty():
     """Why projection=learned needs the full prior: at W_Q = W_K = 0 every margin is 0 and the
     penalty exerts no force on the model, whatever the model is."""
@@ -132,14 +148,13 @@ def test_loss_and_gradients_finite_up_to_and_past_the_boundary():
             objective.prior.w_k.copy_(c * objective.prior.w_q)
         u = objective.prior.inputs(model.embed(x))
         q, k = objective.prior.qk(u)
-        from probattn.barrier.moments import strict_cov
         cov, _ = strict_cov(q.double(), k.double())
         dets = torch.linalg.det(torch.eye(8, dtype=DT) - cov)
         crossed |= bool((dets < 0).any())
         model.zero_grad()
         loss, metrics = objective(model, x, y)
         loss.backward()
-        assert math.isfinite(float(loss))
+        assert math.isfinite(float(loss.detach()))
         for n, p in model.named_parameters():
             assert p.grad is None or torch.isfinite(p.grad).all(), n
         assert model.wte.weight.grad.abs().max() > 0
