@@ -138,7 +138,8 @@ def main() -> None:
     if torch.cuda.is_available():
         targets.append(("shakespeare-char", torch.device("cuda"), 1.15))
     for preset, device, target in targets:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        threads = f"CPU, {torch.get_num_threads()} threads"
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
         print(f"\n== step time, preset {preset!r} on {name} (median of {args.repeats}) ==")
         med = time_steps(preset, device, args.repeats, args.warmup)
         base = med["baseline (cross-entropy)"]

@@ -13,8 +13,14 @@ from support_cases import DT, one_thread  # noqa: F401
 from probattn.barrier.attention_map import CausalAttentionMap, apply_map
 from probattn.barrier.moments import strict_cov
 from probattn.barrier.objective import BarrierObjective
-from probattn.barrier.prior import (FIRST_INFORMATIVE, EmbeddingPrior, barrier_values, draw_subset, informative,
-                                   strict_margins)
+from probattn.barrier.prior import (
+    FIRST_INFORMATIVE,
+    EmbeddingPrior,
+    barrier_values,
+    draw_subset,
+    informative,
+    strict_margins,
+)
 from probattn.errors import ConfigError
 from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train

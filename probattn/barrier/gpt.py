@@ -42,7 +42,10 @@ def layer_map(model, layer: int, values: bool = False, mask: str = "strict",
     b_q, b_k = (None, None) if b is None else (b[:C].reshape(H, D), b[C : 2 * C].reshape(H, D))
     w_o = attn.c_proj.weight.reshape(C, H, D).permute(1, 0, 2)  # (H, C, D): columns of head h
     sel = slice(None) if head is None else slice(head, head + 1)
-    pick = (lambda t: None if t is None else t[sel])
+
+    def pick(t):
+        return None if t is None else t[sel]
+
     return CausalAttentionMap(
         w_q=w_q[sel], w_k=w_k[sel], b_q=pick(b_q), b_k=pick(b_k),
         w_v=w_v[sel] if values else None, w_o=w_o[sel] if values else None, mask=mask,
@@ -131,6 +134,8 @@ def gpt_margins(model, idx: Tensor, mask: str = "strict", values: bool = False,
 
 
 def _double(amap: CausalAttentionMap) -> CausalAttentionMap:
-    conv = (lambda t: None if t is None else t.detach().double())
+    def conv(t):
+        return None if t is None else t.detach().double()
+
     return CausalAttentionMap(conv(amap.w_q), conv(amap.w_k), conv(amap.b_q), conv(amap.b_k),
                               conv(amap.w_v), conv(amap.w_o), amap.mask, amap.scale)

@@ -70,7 +70,6 @@ def strict_means_reference(q: Tensor, k: Tensor, feats: Tensor, scale: float | N
 
 
 def _outer_features(q: Tensor, k: Tensor) -> Tensor:
-    p = q.shape[-1]
     outer = (q[..., :, None] * k[..., None, :]).flatten(-2)
     return torch.cat([outer, q, k], dim=-1)  # (..., p*p + 2p)
 

@@ -38,7 +38,8 @@ def terminal_table(tm: TextMargins, support: torch.Tensor) -> str:
         rows.append(f"{rank:>4}  {pos:>5}  {shown(tm.tokens[pos]):<8} {float(tm.margins[pos]):>10.4f}  "
                     f"{_layer_label(tm, int(tm.argmin_layer[pos]))}")
     valid = tm.margins[~torch.isnan(tm.margins)]
-    rows.append(f"{valid.numel()} positions scored ({tm.source}, {tm.mask} mask{', with values' if tm.values else ''}): "
+    values = ", with values" if tm.values else ""
+    rows.append(f"{valid.numel()} positions scored ({tm.source}, {tm.mask} mask{values}): "
                 f"margin min {float(valid.min()):.4f}, median {float(valid.median()):.4f}, "
                 f"max {float(valid.max()):.4f}; {support.numel()} support tokens")
     return "\n".join(rows)

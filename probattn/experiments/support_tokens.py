@@ -11,6 +11,7 @@ shown. Paired by seed, the report gives each lambda's clean degradation and robu
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from ..barrier.support import support_tokens, text_margins
 from ..barrier.view import coloured_text_html, shown
 from ..data.corpora import data_search_path
 from ..errors import DataError
-from ..report import Report, fmt_mean_std, mean_std, new_figure, summarize
+from ..report import Report, fmt_mean_std, mean_std, new_figure
 from ..robustness import RobustnessConfig, evaluate_robustness
+from ..robustness.evaluate import NOISE
 from ..runs import load_run, run_corpus
 from ..train import apply_overrides, preset_config
 from .common import train_seeds
@@ -86,11 +88,13 @@ SETTINGS: dict[str, Setting] = {
         overrides={"model": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "dropout": 0.0},
                    "train": {"max_steps": 500, "eval_interval": 250, "eval_batches": 10, "warmup_steps": 30}},
         corpora=(DEFAULT_CORPUS,), lambdas=(0.02, 0.05, 0.2), objective={}, seeds=(0, 1, 2),
-        robustness=RobustnessConfig(max_tokens=16_000)),
+        robustness=RobustnessConfig(max_tokens=8_000),
+        extra_variants=(("barrier layers lam=0.05", {"placement": "layers", "lam": 0.05}),)),
     "paper": Setting(
         preset="shakespeare-char", overrides={},
         corpora=(WIKITEXT, SHAKESPEARE), lambdas=(0.02, 0.05, 0.1), objective={}, seeds=(0, 1, 2),
-        robustness=RobustnessConfig(max_tokens=100_000), margin_windows=64),
+        robustness=RobustnessConfig(max_tokens=100_000), margin_windows=64,
+        extra_variants=(("barrier layers lam=0.05", {"placement": "layers", "lam": 0.05}),)),
 }
 
 
@@ -164,7 +168,7 @@ def paired(base: dict[int, dict], other: dict[int, dict], kind: str, level: floa
 
 def conditions(setting: Setting) -> list[tuple[str, float]]:
     r = setting.robustness
-    return [("embedding_noise", s) for s in r.sigmas] + [(k, x) for k in r.kinds for x in r.rates]
+    return [(NOISE, s) for s in r.sigmas] + [(k, x) for k in r.kinds for x in r.rates]
 
 
 # -- the experiment --------------------------------------------------------------------------
@@ -175,10 +179,14 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
     results: dict[str, Any] = {"scale": ctx.scale, "seeds": list(seeds), "threads": torch.get_num_threads(),
                                "headline_sigma": HEADLINE_SIGMA, "corpora": {}}
     headline: dict[str, str] = {}
+    start = time.perf_counter()
     for spec in setting.corpora:
         per_corpus = run_corpus_study(ctx, setting, spec, seeds, report)
         results["corpora"][spec.label] = per_corpus
         headline.update({f"{spec.label}: {k}": v for k, v in per_corpus["headline"].items()})
+    results["wall_seconds"] = time.perf_counter() - start
+    report.paragraph(f"Wall time {results['wall_seconds'] / 60:.1f} min with {results['threads']} torch thread(s).",
+                     note=True)
     report.results = results
     paths = report.save()
     return ExperimentResult("support-tokens", paths["html"].parent, headline, results)
@@ -208,68 +216,68 @@ def run_corpus_study(ctx, setting: Setting, spec: CorpusSpec, seeds, report: Rep
 
 def write_corpus_section(report, setting, spec, seeds, cfg, evaluations, finals, data) -> None:
     m, t = cfg.model, cfg.train
+    windows = data["evaluations"]["baseline"][seeds[0]]["robustness"]["windows"]
     report.heading(f"Corpus: {spec.label}", 2)
     report.paragraph(
         f"{spec.note}. Model: {m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}, "
         f"dropout {m.dropout}; {t.max_steps} steps, batch {t.batch_size}, lr {t.lr}; seeds {list(seeds)} "
         f"(the same seeds, data order and initial weights for every variant). Barrier objective options: "
         f"{setting.objective or 'defaults'} (placement embedding, fixed r = 8 projections unless stated), "
-        f"lambdas {list(setting.lambdas)}. Evaluation: {data['evaluations']['baseline'][seeds[0]]['robustness']['windows']} "
-        f"held-out windows of {m.block_size} characters; noise sigma is relative to each model's clean embedding RMS; "
-        "token perturbations corrupt the context and keep the targets clean.")
-    names = list(evaluations)
+        f"lambdas {list(setting.lambdas)}. Evaluation: {windows} held-out windows of {m.block_size} "
+        "characters; noise sigma is relative to each model's clean embedding RMS; token perturbations corrupt "
+        "the context and keep the targets clean.")
     conds = conditions(setting)
-    # absolute scores
-    rows = []
-    for name in names:
-        evs = [evaluations[name][s] for s in seeds]
-        row = [name, fmt_mean_std([_loss(e) for e in evs], 4),
-               fmt_mean_std([e["robustness"]["clean"]["acc"] for e in evs], 4)]
-        row += [fmt_mean_std([_loss(e, k, lv) for e in evs], 4) for k, lv in conds if k == "embedding_noise"]
-        rows.append(row)
-    cols = ["variant", "clean loss (nats/char)", "clean acc"] + [
-        f"noise {lv:g}x loss" for k, lv in conds if k == "embedding_noise"]
-    report.table(cols, rows, caption="Held-out loss and accuracy, mean ± std over seeds")
-    rows = []
-    for name in names:
-        evs = [evaluations[name][s] for s in seeds]
-        rows.append([name] + [fmt_mean_std([_loss(e, k, lv) for e in evs], 4) for k, lv in conds if k != "embedding_noise"])
-    report.table(["variant"] + [f"{k} {lv:g}" for k, lv in conds if k != "embedding_noise"], rows,
-                 caption="Loss under token perturbations (corrupted context, clean targets), mean ± std")
-    # paired comparisons
-    comparisons = {}
-    rows = []
-    for name in names[1:]:
-        comparisons[name] = {f"{k} {lv:g}": paired(evaluations["baseline"], evaluations[name], k, lv) for k, lv in conds}
-        row = [name, fmt_mean_std(comparisons[name][conds[0][0] + f" {conds[0][1]:g}"]["clean_degradation"], 2, pct=True)]
-        for k, lv in conds:
-            if k == "embedding_noise":
-                row.append(fmt_mean_std(comparisons[name][f"{k} {lv:g}"]["damage_gain"], 1, pct=True))
-        rows.append(row)
-    report.table(["variant", "clean degradation"] + [f"damage gain, noise {lv:g}x" for k, lv in conds if k == "embedding_noise"],
-                 rows, caption="Paired by seed against the baseline. Clean degradation = (L_b - L_0) / L_0 on clean "
-                               "held-out text; damage gain = 1 - (L_b,noisy - L_b) / (L_0,noisy - L_0): the fraction of "
-                               "the baseline's loss increase under noise that the barrier model avoids (positive = more "
-                               "robust). Mean ± std over seeds.")
-    rows = []
-    for name in names[1:]:
-        row = [name]
-        for k, lv in conds:
-            c = comparisons[name][f"{k} {lv:g}"]
-            row.append(fmt_mean_std(c["perturbed_gain"], 1, pct=True))
-        rows.append(row)
-    report.table(["variant"] + [f"{k} {lv:g}" for k, lv in conds], rows,
-                 caption="Perturbed-loss gain (L_0,pert - L_b,pert) / L_0,pert, paired by seed (positive = "
-                         "the barrier model has the lower loss on the perturbed input)")
-    data["comparisons"] = comparisons
-    data["headline"] = headline_for(comparisons, report)
+    score_tables(report, evaluations, seeds, conds)
+    data["comparisons"] = comparison_tables(report, evaluations, conds)
+    data["headline"] = headline_for(data["comparisons"], report)
     figures(report, spec, setting, seeds, evaluations, conds)
     support_section(report, spec, data, seeds)
     process_section(report, evaluations, seeds, data)
 
 
+def score_tables(report, evaluations, seeds, conds) -> None:
+    noise = [(k, lv) for k, lv in conds if k == NOISE]
+    tokens = [(k, lv) for k, lv in conds if k != NOISE]
+    rows, token_rows = [], []
+    for name, per_seed in evaluations.items():
+        evs = [per_seed[s] for s in seeds]
+        clean = [e["robustness"]["clean"] for e in evs]
+        rows.append([name, fmt_mean_std([c["loss"] for c in clean], 4),
+                     fmt_mean_std([c["bits_per_char"] for c in clean], 4), fmt_mean_std([c["acc"] for c in clean], 4)]
+                    + [fmt_mean_std([_loss(e, k, lv) for e in evs], 4) for k, lv in noise])
+        token_rows.append([name] + [fmt_mean_std([_loss(e, k, lv) for e in evs], 4) for k, lv in tokens])
+    report.table(["variant", "clean loss (nats/char)", "clean bits/char", "clean acc"]
+                 + [f"noise {lv:g}x loss" for _, lv in noise], rows,
+                 caption="Held-out scores, clean and under Gaussian embedding noise; mean ± std over seeds")
+    report.table(["variant"] + [f"{k} {lv:g}" for k, lv in tokens], token_rows,
+                 caption="Loss under token perturbations (corrupted context, clean targets), mean ± std")
+
+
+def comparison_tables(report, evaluations, conds) -> dict[str, dict]:
+    names = list(evaluations)[1:]
+    noise = [lv for k, lv in conds if k == NOISE]
+    comparisons = {name: {f"{k} {lv:g}": paired(evaluations["baseline"], evaluations[name], k, lv)
+                          for k, lv in conds} for name in names}
+    rows = []
+    for name in names:
+        comp = comparisons[name]
+        rows.append([name, fmt_mean_std(comp[f"{NOISE} {noise[0]:g}"]["clean_degradation"], 2, pct=True)]
+                    + [fmt_mean_std(comp[f"{NOISE} {lv:g}"]["damage_gain"], 1, pct=True) for lv in noise])
+    report.table(["variant", "clean degradation"] + [f"damage gain, noise {lv:g}x" for lv in noise], rows,
+                 caption="Paired by seed against the baseline. Clean degradation = (L_b - L_0) / L_0 on clean "
+                         "held-out text; damage gain = 1 - (L_b,noisy - L_b) / (L_0,noisy - L_0): the share of "
+                         "the baseline's loss increase under noise that the barrier model avoids (positive = more "
+                         "robust). Mean ± std over seeds.")
+    rows = [[name] + [fmt_mean_std(comparisons[name][f"{k} {lv:g}"]["perturbed_gain"], 1, pct=True)
+                      for k, lv in conds] for name in names]
+    report.table(["variant"] + [f"{k} {lv:g}" for k, lv in conds], rows,
+                 caption="Perturbed-loss gain (L_0,pert - L_b,pert) / L_0,pert, paired by seed (positive = "
+                         "the barrier model has the lower loss on the perturbed input)")
+    return comparisons
+
+
 def headline_for(comparisons, report) -> dict[str, str]:
-    key = f"embedding_noise {HEADLINE_SIGMA:g}"
+    key = f"{NOISE} {HEADLINE_SIGMA:g}"
     lines, headline = [], {}
     for name, comp in comparisons.items():
         if key not in comp:
@@ -291,7 +299,7 @@ def figures(report, spec, setting, seeds, evaluations, conds) -> None:
     import numpy as np
 
     names = list(evaluations)
-    sigmas = [lv for k, lv in conds if k == "embedding_noise"]
+    sigmas = [lv for k, lv in conds if k == NOISE]
     fig, axes = new_figure(2, 1, width=5.2, height=3.8)
     for name in names:
         for ax, rel in ((axes[0][0], False), (axes[0][1], True)):
@@ -299,7 +307,7 @@ def figures(report, spec, setting, seeds, evaluations, conds) -> None:
             for s in seeds:
                 e = evaluations[name][s]
                 clean = _loss(e)
-                ys.append([clean if not rel else 0.0] + [(_loss(e, "embedding_noise", x) - (clean if rel else 0.0))
+                ys.append([clean if not rel else 0.0] + [(_loss(e, NOISE, x) - (clean if rel else 0.0))
                                                          for x in sigmas])
             arr = np.asarray(ys)
             xs = [0.0] + sigmas
@@ -353,7 +361,8 @@ def support_section(report, spec, data, seeds) -> None:
                          f"({', '.join(repr(shown(tm.tokens[i])) + f' @{int(i)}' for i in support)}).")
         report.raw_html(coloured_text_html(tm, support),
                         markdown="```\n" + snippet + "\n```\nSupport tokens: " + ", ".join(
-                            f"{shown(tm.tokens[i])!r} at {int(i)} (margin {float(tm.margins[i]):.3f})" for i in support))
+                            f"{shown(tm.tokens[i])!r} at {int(i)} (margin {float(tm.margins[i]):.3f})"
+                            for i in support))
         data.setdefault("support_tokens", {})[name] = {
             "snippet": snippet, "source": tm.source, "positions": support.tolist(),
             "margins": [float(tm.margins[i]) for i in support]}

@@ -120,8 +120,11 @@ def evaluate_robustness(model, tokens: Tensor, config: RobustnessConfig = Robust
     conditions: list[Condition] = []
     for i, sigma in enumerate(config.sigmas):
         g = torch.Generator().manual_seed(config.seed * 7919 + i)
-        fn = (lambda x, s=sigma, g=g: gaussian_embedding_noise(model.embed(x), s, rms, g))
-        conditions.append(Condition(NOISE, sigma, score(model, clean_pairs, config.batch_size, device, fn)))
+
+        def noisy(x, s=sigma, g=g):
+            return gaussian_embedding_noise(model.embed(x), s, rms, g)
+
+        conditions.append(Condition(NOISE, sigma, score(model, clean_pairs, config.batch_size, device, noisy)))
     for j, (kind, rate) in enumerate((k, r) for k in config.kinds for r in config.rates):
         g = torch.Generator().manual_seed(config.seed * 7919 + 1000 + j)
         pairs = []
@@ -151,5 +154,6 @@ def format_table(result: dict) -> str:
         name = f"{r['kind']} {r['level']:g}" + (" x rms" if r["kind"] == NOISE else "")
         lines.append(f"{name:<22} {r['loss']:>8.4f} {r['bits_per_char']:>9.4f} {r['acc']:>7.4f} "
                      f"{r['delta_loss']:>+8.4f} {100 * r['rel_loss']:>+8.2f}% {r['delta_acc']:>+8.4f}")
-    lines.append(f"{result['windows']} windows, embedding RMS {result['embedding_rms']:.4f}, seed {result['config']['seed']}")
+    lines.append(f"{result['windows']} windows, embedding RMS {result['embedding_rms']:.4f}, "
+                 f"seed {result['config']['seed']}")
     return "\n".join(lines)
