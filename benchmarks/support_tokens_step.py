@@ -29,6 +29,7 @@ VARIANTS = {
     "baseline (cross-entropy)": None,
     "barrier, embedding prior r=8 (default, exact)": {"placement": "embedding"},
     "barrier, every layer, sampled 4 seq x 16 pos": {"placement": "layers"},
+    # the naive exact cost: > 10x, so it is timed on fewer repeats (--naive-repeats)
     "barrier, every layer, every token (naive exact)": {"placement": "layers", "sample_sequences": None,
                                                          "sample_positions": None},
 }
@@ -63,7 +64,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(preset: str, device: torch.device, repeats: int, warmup: int) -> dict[str, float]:
+NAIVE = "barrier, every layer, every token (naive exact)"
+
+
+def time_steps(preset: str, device: torch.device, repeats: int, warmup: int, naive_repeats: int) -> dict[str, float]:
     on_cuda = device.type == "cuda"
     cfg, model, runner = build(preset, device, compile_model=on_cuda)
     batch = preset_config(preset).train.batch_size
@@ -74,6 +78,8 @@ def time_steps(preset: str, device: torch.device, repeats: int, warmup: int) -> 
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(warmup + repeats):
         for name, step in steps.items():  # interleaved: a busy machine slows every variant alike
+            if name == NAIVE and (i < warmup - 1 or i >= warmup + naive_repeats):
+                continue  # one warm-up step and a few timed ones are enough for a > 10x cost
             sync(device)
             t0 = time.perf_counter()
             step(x, y)
@@ -126,7 +132,8 @@ def memory_table(device: torch.device, lengths: list[int]) -> list[tuple[int, fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--naive-repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     ap.add_argument("--json", default=None, help="also write the numbers here")
@@ -141,7 +148,7 @@ def main() -> None:
         threads = f"CPU, {torch.get_num_threads()} threads"
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
         print(f"\n== step time, preset {preset!r} on {name} (median of {args.repeats}) ==")
-        med = time_steps(preset, device, args.repeats, args.warmup)
+        med = time_steps(preset, device, args.repeats, args.warmup, args.naive_repeats)
         base = med["baseline (cross-entropy)"]
         for variant, t in med.items():
             print(f"{variant:<50} {1000 * t:9.1f} ms   {t / base:5.2f}x")

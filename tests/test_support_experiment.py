@@ -38,3 +38,19 @@ def test_smoke_run_writes_report(tmp_path, capsys):
         assert abs(ev["process"]["max_abs_gap"]) < 1e-4
     page = (out / "report.html").read_text()
     assert "Support tokens of held-out text" in page and "<script" not in page
+
+
+def test_paper_scale_trains_on_wikitext_valid_and_evaluates_on_test(tmp_path):
+    """The paper scale's WikiText-2 protocol without the real data: a folder with valid/test only."""
+    from probattn.data import load_corpus
+
+    mod = experiment_module("support-tokens")
+    folder = tmp_path / "wikitext-2"
+    folder.mkdir()
+    (folder / "valid.txt").write_text("validation text used for training\n" * 5)
+    (folder / "test.txt").write_text("held-out test text\n" * 5)
+    spec = mod.SETTINGS["paper"].corpora[0]
+    path = mod.find_data_file(*spec.eval_file, (str(tmp_path),))
+    corpus = load_corpus(spec.corpus, (str(tmp_path),), valid=path, download=False)
+    assert corpus.train.startswith("validation text") and corpus.valid.startswith("held-out test")
+    assert "valid" in spec.note and "test" in spec.note  # the report says so
