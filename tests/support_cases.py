@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 from torch.func import jacrev
@@ -71,10 +73,18 @@ def degenerate_case(heads: int, values: bool, mask: str, eps: float, seed: int =
     return with_key_scale(amap, c_root * (1.0 + eps)), u, c_root
 
 
-@pytest.fixture(autouse=False)
-def one_thread():
+@contextmanager
+def single_thread():
     """Tiny tensors: extra intra-op threads only add scheduling overhead (badly so on a busy CPU)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    with single_thread():
+        yield

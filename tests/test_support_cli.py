@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from support_cases import one_thread  # noqa: F401
+from support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.barrier.support import support_tokens, text_margins, window_starts
 from probattn.cli import main
@@ -19,11 +19,11 @@ TEXT = "def f(x):\n    return x < 3 and x > 1  # <script>alert('hi')</script>\n"
 
 
 def _train(path, objective):
-    torch.set_num_threads(1)
     cfg = apply_overrides(preset_config("tiny"), {
         "train": {"max_steps": 6, "eval_interval": 3, "eval_batches": 1, "log_interval": 3, **objective},
         "model": {"n_embd": 16, "block_size": 32}})
-    train(cfg, path, progress=False)
+    with single_thread():
+        train(cfg, path, progress=False)
     return path
 
 

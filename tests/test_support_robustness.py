@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from support_cases import one_thread  # noqa: F401
+from support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.cli import main
 from probattn.robustness import RobustnessConfig, evaluate_robustness, format_table
@@ -62,11 +62,11 @@ def test_gaussian_noise_scale():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("robust") / "run"
     cfg = apply_overrides(preset_config("tiny"), {"train": {"max_steps": 30, "eval_interval": 30,
                                                             "eval_batches": 1}})
-    train(cfg, path, progress=False)
+    with single_thread():
+        train(cfg, path, progress=False)
     return path
 
 
