@@ -48,10 +48,14 @@ def terminal_table(tm: TextMargins, support: torch.Tensor) -> str:
 def histogram_figure(tm: TextMargins, support: torch.Tensor):
     fig, axes = new_figure(1, 1, width=6.0, height=3.6)
     ax = axes[0][0]
+    import numpy as np
+
     per_layer = tm.per_layer.amin(dim=1)  # (L, T)
+    scored = per_layer[~torch.isnan(per_layer)]
+    bins = np.linspace(float(scored.min()), float(scored.max()) + 1e-9, 41)  # shared by every layer
     for layer in range(per_layer.shape[0]):
         vals = per_layer[layer][~torch.isnan(per_layer[layer])].numpy()
-        ax.hist(vals, bins=40, alpha=0.5, label=_layer_label(tm, layer))
+        ax.hist(vals, bins=bins, alpha=0.5, label=_layer_label(tm, layer))
     if support.numel():
         ax.axvline(float(tm.margins[support].max()), color="crimson", ls="--", label="support cut")
     ax.set_xlabel("margin  l_delta(det J_t)  (smallest over heads)")

@@ -147,12 +147,15 @@ def evaluate_robustness(model, tokens: Tensor, config: RobustnessConfig = Robust
 
 
 def format_table(result: dict) -> str:
+    def label(r):
+        return f"{r['kind']} {r['level']:g}" + (" x rms" if r["kind"] == NOISE else "")
+
     c = result["clean"]
-    lines = [f"{'condition':<22} {'loss':>8} {'bits/char':>9} {'acc':>7} {'d loss':>8} {'rel loss':>9} {'d acc':>8}",
-             f"{'clean':<22} {c['loss']:>8.4f} {c['bits_per_char']:>9.4f} {c['acc']:>7.4f} {'':>8} {'':>9} {'':>8}"]
+    w = max([len("condition")] + [len(label(r)) for r in result["conditions"]])
+    lines = [f"{'condition':<{w}} {'loss':>8} {'bits/char':>9} {'acc':>7} {'d loss':>8} {'rel loss':>9} {'d acc':>8}",
+             f"{'clean':<{w}} {c['loss']:>8.4f} {c['bits_per_char']:>9.4f} {c['acc']:>7.4f}"]
     for r in result["conditions"]:
-        name = f"{r['kind']} {r['level']:g}" + (" x rms" if r["kind"] == NOISE else "")
-        lines.append(f"{name:<22} {r['loss']:>8.4f} {r['bits_per_char']:>9.4f} {r['acc']:>7.4f} "
+        lines.append(f"{label(r):<{w}} {r['loss']:>8.4f} {r['bits_per_char']:>9.4f} {r['acc']:>7.4f} "
                      f"{r['delta_loss']:>+8.4f} {100 * r['rel_loss']:>+8.2f}% {r['delta_acc']:>+8.4f}")
     lines.append(f"{result['windows']} windows, embedding RMS {result['embedding_rms']:.4f}, "
                  f"seed {result['config']['seed']}")
