@@ -19,6 +19,7 @@ from ..errors import ConfigError
 # name -> "module:Class"; imported only when used so studies stay out of start-up
 OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
+    "barrier": "probattn.barrier.objective:BarrierObjective",
 }
 
 

@@ -1,0 +1,15 @@
+"""Support tokens: the change-of-variables view of causal self-attention.
+
+Modules: ``attention_map`` (the map e(u) and its d x d Jacobian blocks), ``logdet`` (the same
+determinants in the small dimension via Sylvester's identity), ``moments`` (the fused training
+fast path), ``smooth`` (the smooth margin / log-barrier), ``gpt`` (margins of a GPT's layers from
+its hook points), ``prior`` and ``objective`` (MAP training), ``support`` (support tokens),
+``process`` (sequence likelihoods and the marginalisation check). See docs/support-tokens.md.
+"""
+
+from .attention_map import CausalAttentionMap, apply_map, attention_weights, jacobian_blocks
+from .logdet import logdet_jacobian, small_jacobian
+from .smooth import DEFAULT_DELTA, smooth_logdet
+
+__all__ = ["CausalAttentionMap", "DEFAULT_DELTA", "apply_map", "attention_weights", "jacobian_blocks",
+           "logdet_jacobian", "small_jacobian", "smooth_logdet"]
