@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from support_cases import one_thread, single_thread  # noqa: F401
+from .support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.barrier.support import support_tokens, text_margins, window_starts
 from probattn.cli import main

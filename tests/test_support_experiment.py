@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support_cases import one_thread  # noqa: F401
+from .support_cases import one_thread  # noqa: F401
 
 from probattn.cli import main
 from probattn.experiments import EXPERIMENTS, experiment_module

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, one_thread, random_map  # noqa: F401
+from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, one_thread, random_map  # noqa: F401
 
 from probattn.barrier.attention_map import apply_map, jacobian_blocks
 from probattn.barrier.logdet import logdet_jacobian

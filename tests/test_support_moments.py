@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT, one_thread  # noqa: F401
 from torch.profiler import profile
 
 from probattn.barrier.attention_map import CausalAttentionMap

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT, one_thread  # noqa: F401
 
 from probattn.barrier.attention_map import CausalAttentionMap, apply_map
 from probattn.barrier.moments import strict_cov

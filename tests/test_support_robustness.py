@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from support_cases import one_thread, single_thread  # noqa: F401
+from .support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.cli import main
 from probattn.robustness import RobustnessConfig, evaluate_robustness, format_table

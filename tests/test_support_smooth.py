@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT, one_thread  # noqa: F401
 
 from probattn.barrier.smooth import adjugate_transpose, smooth_logdet
 
