@@ -161,7 +161,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
-    from .train.metrics import atomic_write_text
+    from .io import atomic_write_text
 
     run = load_run(args.run, args.checkpoint, device=args.device)
     corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))

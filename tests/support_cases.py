@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -71,20 +70,3 @@ def degenerate_case(heads: int, values: bool, mask: str, eps: float, seed: int =
     assert real.numel() > 0, "odd dimension guarantees a real eigenvalue"
     c_root = float(-1.0 / real[real.abs().argmax()])  # det(B + c D) = 0
     return with_key_scale(amap, c_root * (1.0 + eps)), u, c_root
-
-
-@contextmanager
-def single_thread():
-    """Tiny tensors: extra intra-op threads only add scheduling overhead (badly so on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture
-def one_thread():
-    with single_thread():
-        yield

@@ -26,14 +26,6 @@ from probattn.train.metrics import read_jsonl
 from probattn.train.trainer import query_grad_norms
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # -- formulas on tiny inputs ---------------------------------------------------------------------
 def test_rank_collapse_of_rank_one_matrix_is_zero():
     x = torch.ones(5, 1) * torch.tensor([[0.3, -2.0, 7.0]])  # 1 x^T

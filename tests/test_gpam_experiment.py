@@ -15,14 +15,6 @@ from probattn.model import GPTConfig
 from probattn.train import apply_overrides, preset_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_matched_baseline_has_the_parameter_count_of_dagpam():
     base = apply_overrides(preset_config("quick"), {"model": gpam_experiment.SETTINGS["quick"].model})
     configs = gpam_experiment.variant_configs(base)

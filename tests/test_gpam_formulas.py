@@ -17,16 +17,6 @@ from probattn.errors import ConfigError
 from probattn.model import GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine (float64 softmax
-    with 2 contended threads costs milliseconds per call)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def mech(name, options=None, n_head=2, head_dim=3, layer=1, n_layer=3, impl="fast"):
     torch.manual_seed(5)
     ctx = AttentionContext(n_head=n_head, head_dim=head_dim, layer_idx=layer, n_layer=n_layer,

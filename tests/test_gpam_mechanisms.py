@@ -11,15 +11,6 @@ from probattn.attention import AttentionContext, build_attention
 from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.model import GPT, GPTConfig
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine (float64 softmax
-    with 2 contended threads costs milliseconds per call)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # (registry name, options, layer index) covering every fast-path branch
 CASES = {

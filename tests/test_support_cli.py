@@ -6,14 +6,12 @@ import json
 
 import pytest
 import torch
-from .support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.barrier.support import support_tokens, text_margins, window_starts
 from probattn.cli import main
 from probattn.runs import load_run
 from probattn.train import apply_overrides, preset_config, train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEXT = "def f(x):\n    return x < 3 and x > 1  # <script>alert('hi')</script>\n"
 
@@ -22,8 +20,7 @@ def _train(path, objective):
     cfg = apply_overrides(preset_config("tiny"), {
         "train": {"max_steps": 6, "eval_interval": 3, "eval_batches": 1, "log_interval": 3, **objective},
         "model": {"n_embd": 16, "block_size": 32}})
-    with single_thread():
-        train(cfg, path, progress=False)
+    train(cfg, path, progress=False)
     return path
 
 

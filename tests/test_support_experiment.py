@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from .support_cases import one_thread  # noqa: F401
 
 from probattn.cli import main
 from probattn.experiments import EXPERIMENTS, experiment_module
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_with_scales():

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT
 from torch.func import jacrev
 
 from probattn.barrier.attention_map import jacobian_blocks
 from probattn.barrier.gpt import gpt_margins, layer_inputs, layer_map
 from probattn.barrier.logdet import logdet_jacobian
 from probattn.model import GPT, GPTConfig
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

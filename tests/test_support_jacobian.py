@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, one_thread, random_map  # noqa: F401
+from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, random_map
 
 from probattn.barrier.attention_map import apply_map, jacobian_blocks
 from probattn.barrier.logdet import logdet_jacobian
 
 MASKS = ("strict", "inclusive")
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("mask", MASKS)

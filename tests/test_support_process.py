@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from .support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT
 
 from probattn.barrier.process import marginalisation_gap, sequence_logprob
 from probattn.model import GPT, GPTConfig
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

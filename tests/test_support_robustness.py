@@ -6,15 +6,12 @@ import json
 
 import pytest
 import torch
-from .support_cases import one_thread, single_thread  # noqa: F401
 
 from probattn.cli import main
 from probattn.robustness import RobustnessConfig, evaluate_robustness, format_table
 from probattn.robustness.perturb import delete, gaussian_embedding_noise, substitute, swap
 from probattn.runs import evaluate_tokens, load_run, run_corpus
 from probattn.train import apply_overrides, preset_config, train
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed=0):
@@ -65,8 +62,7 @@ def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("robust") / "run"
     cfg = apply_overrides(preset_config("tiny"), {"train": {"max_steps": 30, "eval_interval": 30,
                                                             "eval_batches": 1}})
-    with single_thread():
-        train(cfg, path, progress=False)
+    train(cfg, path, progress=False)
     return path
 
 

@@ -7,11 +7,9 @@ import math
 
 import pytest
 import torch
-from .support_cases import DT, one_thread  # noqa: F401
+from .support_cases import DT
 
 from probattn.barrier.smooth import adjugate_transpose, smooth_logdet
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cofactor_transpose(M: torch.Tensor) -> torch.Tensor:

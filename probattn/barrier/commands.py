@@ -80,7 +80,7 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
 def cmd_eval_robust(args: argparse.Namespace) -> int:
     from ..robustness import RobustnessConfig, evaluate_robustness, format_table
     from ..runs import load_run, run_corpus
-    from ..train.metrics import atomic_write_text
+    from ..io import atomic_write_text
 
     defaults = RobustnessConfig()
     config = RobustnessConfig(

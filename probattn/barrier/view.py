@@ -17,7 +17,7 @@ import torch
 
 from ..report.document import CSS
 from ..report.figures import new_figure, save_figure
-from ..train.metrics import atomic_write_text
+from ..io import atomic_write_text
 from .support import TextMargins
 
 #: characters shown as a visible symbol in the HTML and the terminal

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..io import atomic_write_bytes
 
 DATA_ENV = "PROBATTN_DATA"
 CACHE_ENV = "PROBATTN_CACHE"
@@ -311,12 +311,12 @@ def _download_named(nc: NamedCorpus) -> _Source:
     payload = fetch_verified(nc.urls, nc.sha256)
     target.mkdir(parents=True, exist_ok=True)
     if nc.single_file:
-        _atomic_write_bytes(target / nc.files["all"][0], payload)
+        atomic_write_bytes(target / nc.files["all"][0], payload)
         return _Source(nc.name, nc.urls[0], whole=decode_text(payload, nc.name))
     with zipfile.ZipFile(io.BytesIO(payload)) as zf:
         raw = {s: zf.read(m) for s, m in nc.members.items()}
     for split_name, data in raw.items():
-        _atomic_write_bytes(target / nc.files[split_name][0], data)
+        atomic_write_bytes(target / nc.files[split_name][0], data)
     splits = {s: decode_text(data, f"{nc.name} {s}") for s, data in raw.items()}
     return _Source(nc.name, nc.urls[0], splits=splits)
 
@@ -341,14 +341,3 @@ def fetch_verified(urls: tuple[str, ...], sha256: str, timeout: float = 60.0) ->
         + "; ".join(errors)
         + f"); put the files in a folder and pass --data-dir or set ${DATA_ENV}"
     )
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -173,7 +173,7 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from ..report.figures import plt, save_figure
-    from ..train.metrics import atomic_write_text
+    from ..io import write_json
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
@@ -186,21 +186,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         raise
     for name, fig in figures.items():
         save_figure(fig, out / f"{name}.png")
-    atomic_write_text(out / "diagnostics.json", json.dumps(_finite(results), indent=2) + "\n")
+    write_json(out / "diagnostics.json", results)
     full = results["full_model"]["rank_collapse"]
     pure = results["pure_attention"]["rank_collapse"]
     print(f"{label}: rank collapse of the residual stream {full[0]:.3f} -> {full[-1]:.3f} over "
           f"{len(full) - 1} layers; pure attention stack {pure[0]:.3f} -> {pure[-1]:.3g}")
     print(f"wrote {out / 'diagnostics.json'} and {len(figures)} figures")
     return 0
-
-
-def _finite(o):
-    """NaN / inf are not JSON: write them as strings."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if isinstance(o, dict):
-        return {str(k): _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o

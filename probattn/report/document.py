@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..train.metrics import atomic_write_text
+from ..io import atomic_write_text, write_json
 from .figures import save_figure
 
 CSS = """
@@ -26,25 +24,6 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 figure{margin:1.2em 0} figure img{max-width:100%} figcaption{color:#555;font-size:0.9em}
 pre{background:#f6f6f6;padding:0.8em;overflow-x:auto} .note{color:#666;font-size:0.9em}
 """
-
-
-def _json_default(o: Any):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    """NaN/inf are not JSON: write them as strings."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
 
 
 class Report:
@@ -120,7 +99,7 @@ class Report:
                  "json": self.out_dir / "results.json"}
         atomic_write_text(paths["markdown"], md)
         atomic_write_text(paths["html"], page)
-        atomic_write_text(paths["json"], json.dumps(_clean(self.results), indent=2, default=_json_default) + "\n")
+        write_json(paths["json"], self.results)
         return paths
 
 
@@ -146,5 +125,5 @@ def write_index(out_dir: str | Path, title: str, entries: list[dict[str, Any]]) 
     )
     atomic_write_text(out_dir / "index.html", page)
     atomic_write_text(out_dir / "index.md", f"# {title}\n\n" + "\n".join(md_rows) + "\n")
-    atomic_write_text(out_dir / "index.json", json.dumps(_clean(entries), indent=2, default=_json_default) + "\n")
+    write_json(out_dir / "index.json", entries)
     return out_dir / "index.html"

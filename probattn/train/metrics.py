@@ -9,19 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..io import atomic_write_text, json_safe
 
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # JSON has no NaN/inf
-    return v
+__all__ = ["MetricsLogger", "atomic_write_text", "read_jsonl"]
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -37,19 +31,6 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 break  # a torn last line from a killed run: keep what is whole
     return rows
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class MetricsLogger:
@@ -88,7 +69,7 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {k: _clean(v) for k, v in record.items()}
+        record = json_safe(record)
         self.rows.append(record)
         with self.jsonl.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -40,7 +40,8 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from .metrics import MetricsLogger, atomic_write_text
+from ..io import atomic_write_text
+from .metrics import MetricsLogger
 from .objectives import Objective, build_objective
 from .schedule import lr_at
 
