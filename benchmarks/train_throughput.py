@@ -26,7 +26,6 @@ NANOGPT_H100_MS = 13.5
 
 
 def worker(preset: str, steps: int, warmup: int, device: str, data_dirs: list[str]) -> dict:
-    import torch
 
     from probattn.data import load_corpus
     from probattn.errors import DataError

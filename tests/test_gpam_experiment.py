@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from probattn.cli import main
 from probattn.experiments import gpam as gpam_experiment

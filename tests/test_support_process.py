@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from .support_cases import DT
 
 from probattn.barrier.process import marginalisation_gap, sequence_logprob
 from probattn.model import GPT, GPTConfig

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from ..diagnostics import RankCollapseCallback, faithfulness_sweep, gaussian_tokens, random_attention_stack, stack_profile
 from ..diagnostics import plots
@@ -209,7 +208,7 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
         f"softmax: {helps['vs matched']}. Fixed lam = 1 vs softmax: {fixed['vs softmax']}; vs matched: "
         f"{fixed['vs matched']}. ('lower/higher on every seed' needs every seed to agree and a paired "
         "t-statistic beyond 2; anything else is reported as within seed noise.)")
-    report.paragraph(f"Learned lam per layer (trainable variant, mean over heads if per head): "
+    report.paragraph("Learned lam per layer (trainable variant, mean over heads if per head): "
                      + "; ".join(f"seed {s}: " + ", ".join(f"{v:.3f}" for v in lam) for s, lam in lambdas.items()))
     report.table(["task (paper, no spread reported)", "Transformer", "daGPAM"], PAPER_NUMBERS,
                  caption="The paper's numbers, for reference; not comparable to a character-level run")
