@@ -12,13 +12,13 @@ from probattn.data import (
     CharTokenizer,
     RandomWindows,
     build_tokenizer,
+    corpora,
     default_text,
     fixed_eval_batches,
     load_corpus,
     sequential_windows,
     tokenizer_from_dict,
 )
-from probattn.data import corpora
 from probattn.errors import DataError
 
 

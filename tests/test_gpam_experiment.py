@@ -8,8 +8,8 @@ import json
 import pytest
 
 from probattn.cli import main
-from probattn.experiments import gpam as gpam_experiment
 from probattn.experiments import describe_experiments
+from probattn.experiments import gpam as gpam_experiment
 from probattn.model import GPTConfig
 from probattn.train import apply_overrides, preset_config
 

@@ -10,8 +10,8 @@ import torch
 
 from probattn.attention import AttentionContext, build_attention
 from probattn.attention.cog import CogChunkedFunction
-from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.attention.diff import lambda_init_schedule
+from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.cli import main
 from probattn.errors import ConfigError
 from probattn.model import GPTConfig

@@ -11,7 +11,6 @@ from probattn.attention import AttentionContext, build_attention
 from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.model import GPT, GPTConfig
 
-
 # (registry name, options, layer index) covering every fast-path branch
 CASES = {
     "gpam": ("gpam", {}, 0),

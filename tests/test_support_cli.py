@@ -12,7 +12,6 @@ from probattn.cli import main
 from probattn.runs import load_run
 from probattn.train import apply_overrides, preset_config, train
 
-
 TEXT = "def f(x):\n    return x < 3 and x > 1  # <script>alert('hi')</script>\n"
 
 

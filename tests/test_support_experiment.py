@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from probattn.cli import main
 from probattn.experiments import EXPERIMENTS, experiment_module
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .support_cases import DT
 from torch.func import jacrev
 
 from probattn.barrier.attention_map import jacobian_blocks
 from probattn.barrier.gpt import gpt_margins, layer_inputs, layer_map
 from probattn.barrier.logdet import logdet_jacobian
 from probattn.model import GPT, GPTConfig
+
+from .support_cases import DT
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, random_map
 
 from probattn.barrier.attention_map import apply_map, jacobian_blocks
 from probattn.barrier.logdet import logdet_jacobian
+
+from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, random_map
 
 MASKS = ("strict", "inclusive")
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import torch
-from .support_cases import DT
 from torch.profiler import profile
 
 from probattn.barrier.attention_map import CausalAttentionMap
 from probattn.barrier.logdet import logdet_jacobian
-from probattn.barrier.moments import strict_cov, strict_means, strict_means_at, strict_means_reference
+from probattn.barrier.moments import (
+    strict_cov,
+    strict_means,
+    strict_means_at,
+    strict_means_reference,
+)
+
+from .support_cases import DT
 
 
 def _qk(B=2, H=3, T=9, p=4, seed=0, dtype=DT, offset=0.0):

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from .support_cases import DT
 
 from probattn.barrier.attention_map import CausalAttentionMap, apply_map
 from probattn.barrier.moments import strict_cov
@@ -25,6 +24,8 @@ from probattn.errors import ConfigError
 from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train
 from probattn.train.metrics import read_jsonl
+
+from .support_cases import DT
 
 
 def tiny_gpt(dtype=torch.float32, seed=0):

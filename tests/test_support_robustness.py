@@ -9,7 +9,12 @@ import torch
 
 from probattn.cli import main
 from probattn.robustness import RobustnessConfig, evaluate_robustness, format_table
-from probattn.robustness.perturb import delete, gaussian_embedding_noise, substitute, swap
+from probattn.robustness.perturb import (
+    delete,
+    gaussian_embedding_noise,
+    substitute,
+    swap,
+)
 from probattn.runs import evaluate_tokens, load_run, run_corpus
 from probattn.train import apply_overrides, preset_config, train
 

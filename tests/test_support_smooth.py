@@ -7,9 +7,10 @@ import math
 
 import pytest
 import torch
-from .support_cases import DT
 
 from probattn.barrier.smooth import adjugate_transpose, smooth_logdet
+
+from .support_cases import DT
 
 
 def cofactor_transpose(M: torch.Tensor) -> torch.Tensor:
