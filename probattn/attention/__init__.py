@@ -16,6 +16,7 @@ from .registry import (
 
 # Importing a mechanism's module registers it.
 from . import softmax  # noqa: F401,E402
+from . import linear  # noqa: F401,E402
 
 __all__ = [
     "AttentionContext",
