@@ -194,35 +194,37 @@ def find_transition(kind: str, cfg: TheoryConfig, P_max: float | None = None,
         above = float(lam_star[Ps > P_c][0])
         return Transition(kind, order, P_c, (P_c, P_c), below, above,
                           {"max_minima": int(n_min.max())})
-    # softmax: scan P geometrically and look at where the global minimiser moves most
+    # softmax: scan P geometrically, then bisect on where the global minimiser passes the
+    # middle of its steepest step; a first-order jump shows as a finite step at that point
     P_max = P_max or 50.0 * cfg.L * max(1.0, math.log(cfg.L)) ** 2
     Ps = np.geomspace(0.05, P_max, n_P)
     lam_star, n_min = global_minimiser(Ps, kind, cfg, lam)
     k = int(np.argmax(np.diff(lam_star)))
-    lo, hi = float(Ps[k]), float(Ps[k + 1])
-    g_lo, g_hi = _two_minima_gap(lo, kind, cfg, lam), _two_minima_gap(hi, kind, cfg, lam)
-    if g_lo is None or g_hi is None or not (g_lo > 0 > g_hi):
-        # no coexisting minima across the steepest step: a continuous crossover
+    threshold = 0.5 * (lam_star[k] + lam_star[k + 1])
+    glob = lambda p: minima_at(p, kind, cfg, lam).global_lambda  # noqa: E731
+    P_star = _edge(lambda p: glob(p) >= threshold, float(Ps[k]), float(Ps[k + 1]), iters=60)
+    eps = 1e-7 * P_star
+    below, above = glob(P_star - eps), glob(P_star + eps)
+    step = float(lam[1] - lam[0])
+    two_here = _two_minima_gap(P_star, kind, cfg, lam) is not None
+    if not two_here or above - below < 10 * step:
+        # one minimum moving continuously: a crossover, P* where lambda* grows fastest in ln P
         slope = np.diff(lam_star) / np.diff(np.log(Ps))
         k = int(np.argmax(slope))
         P_star = float(np.sqrt(Ps[k] * Ps[k + 1]))
         return Transition(kind, "crossover", P_star, (P_star, P_star), float(lam_star[k]),
                           float(lam_star[k + 1]), {"max_minima": int(n_min.max()),
                                                    "max_dlambda_dlnP": float(slope[k])})
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        g = _two_minima_gap(mid, kind, cfg, lam)
-        if g is None:
-            break
-        lo, hi = (mid, hi) if g > 0 else (lo, mid)
-    P_star = 0.5 * (lo + hi)
-    two = np.flatnonzero(n_min >= 2)
+    # spinodals: the edges of the P-range with two minima around P*
     has_two = lambda p: _two_minima_gap(p, kind, cfg, lam) is not None  # noqa: E731
-    spin_lo = _edge(has_two, float(Ps[max(two[0] - 1, 0)]), P_star)
-    spin_hi = _edge(lambda p: not has_two(p), P_star, float(Ps[min(two[-1] + 1, Ps.size - 1)]))
-    eps = 1e-6 * P_star
-    below = minima_at(P_star - eps, kind, cfg, lam).global_lambda
-    above = minima_at(P_star + eps, kind, cfg, lam).global_lambda
+    lo = P_star
+    while has_two(lo) and lo > Ps[0]:
+        lo /= 1.05
+    hi = P_star
+    while has_two(hi) and hi < P_max:
+        hi *= 1.05
+    spin_lo = _edge(has_two, lo, P_star)
+    spin_hi = _edge(lambda p: not has_two(p), P_star, hi)
     return Transition(kind, "first", P_star, (spin_lo, spin_hi), below, above,
                       {"jump_in_lambda": above - below, "max_minima": int(n_min.max())})
 
