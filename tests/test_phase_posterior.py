@@ -12,6 +12,16 @@ from probattn.phase.posterior import CopyPosterior, copy_state
 from probattn.phase.task import make_copy_task, shift_matrix
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these are many small ops, and on a shared 2-core machine
+    oversubscribed BLAS threads make them up to 50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _posterior(kind, V=5, L=4, P=3, seed=0, **scales):
     return CopyPosterior.from_task(make_copy_task(V, L, P, seed), kind, **scales)
 

@@ -15,6 +15,17 @@ from probattn.phase.theory import (TheoryConfig, critical_P_vs_L, find_transitio
                                    free_energy, linear_critical_P, minima_at, order_parameters,
                                    phase_diagram)
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these are many small ops, and on a shared 2-core machine
+    oversubscribed BLAS threads make them up to 50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOY = TheoryConfig(L=64, V=64, sigma_s=0.5, sigma_w=1.0, kappa=0.1)
 
 
