@@ -248,7 +248,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 # Studies add subcommands here: name -> "module:function" taking the subparsers object.
-EXTRA_COMMANDS: list[str] = []
+EXTRA_COMMANDS: list[str] = ["probattn.phase.cli:add_commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,7 +173,7 @@ def _two_minima_gap(P: float, kind: str, cfg: TheoryConfig, lam) -> float | None
 
 
 def find_transition(kind: str, cfg: TheoryConfig, P_max: float | None = None,
-                    n_P: int = 400) -> Transition:
+                    n_P: int = 160) -> Transition:
     """Locate P* and classify the transition from the minima of F on a P grid.
 
     first:  two minima coexist and the global minimum jumps from one to the other; P* is the
@@ -254,15 +254,17 @@ def phase_diagram(cfg: TheoryConfig, P_values, sigma_s_values=None, kappa_values
         lam_p, _ = global_minimiser(P_values, kind, cfg)
         m_of = lambda x: order_parameters(x, kind, cfg.L)[0]  # noqa: E731
         t = find_transition(kind, cfg)
+        by_sigma = [find_transition(kind, cfg.replace(sigma_s=float(s))) for s in sigma_s_values]
         out[kind] = {
             "m_star": m_of(lam_p).tolist(), "lambda_star": lam_p.tolist(),
             "m_vs_sigma_s": m_of(lam_s).tolist(), "n_minima_vs_sigma_s": n_s.tolist(),
             "m_vs_kappa": m_of(lam_k).tolist(), "n_minima_vs_kappa": n_k.tolist(),
             "transition": t.to_dict(),
-            "P_star_vs_sigma_s": [find_transition(kind, cfg.replace(sigma_s=float(s))).P_star
-                                  for s in sigma_s_values],
-            "P_star_vs_kappa": [find_transition(kind, cfg.replace(kappa=float(k))).P_star
-                                for k in kappa_values],
+            "P_star_vs_sigma_s": [tr.P_star for tr in by_sigma],
+            "order_vs_sigma_s": [tr.order for tr in by_sigma],
+            # P -> (kappa'/kappa) P maps F(kappa) onto F(kappa') up to a constant: P* is
+            # exactly proportional to kappa (tested against direct computation)
+            "P_star_vs_kappa": [t.P_star * float(k) / cfg.kappa for k in kappa_values],
         }
     return out
 
@@ -293,3 +295,16 @@ def fit_scaling(Ls, P_star) -> dict:
     return {"power_law": {"c": float(np.exp(log_c)), "alpha": float(alpha), "rel_rms": rel_rms(power)},
             "L_ln2L": {"c": c_quoted, "rel_rms": rel_rms(quoted)},
             "local_exponent": local.tolist()}
+
+
+def train_mse(lam, P, kind: str, cfg: TheoryConfig):
+    """Mean-field training MSE per output entry of the posterior-mean readout at lambda:
+    ``||Y - Z M^-1 Z^T Y||^2 / (PLV)`` with ``Z^T Z = n q I``, ``Y^T Z = n m I``."""
+    m, q = order_parameters(lam, kind, cfg.L)
+    P = np.asarray(P, dtype=float)
+    n = P * cfg.L / cfg.V
+    k0 = cfg.kappa / cfg.sigma_w**2
+    g = n / (k0 + n * q)
+    # tr Y^T Y = PL; cross term 2 V n m^2 g; quadratic term V n m^2 g^2 n q
+    resid = P * cfg.L - 2 * cfg.V * n * m**2 * g + cfg.V * n * m**2 * g**2 * n * q
+    return resid / (P * cfg.L * cfg.V)
