@@ -17,6 +17,7 @@ from .context import ExperimentContext, ExperimentResult
 
 EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
+    "phase": "probattn.experiments.phase",
 }
 
 

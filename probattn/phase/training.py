@@ -93,6 +93,7 @@ def _penalty(net, cfg: MapConfig):
     return sum((w**2).sum() / (2 * s**2) for w, s in groups)
 
 
+@torch.no_grad()
 def _order_params(net, X):
     if isinstance(net, ReducedAttentionNet):
         m, q = order_parameters(net.attention())
@@ -100,8 +101,8 @@ def _order_params(net, X):
     A = net.attention(X)  # (P, L, L), causal: average over positions 1..L-1
     L = A.shape[-1]
     idx = torch.arange(1, L)
-    m = A[:, idx, idx - 1].mean().detach()
-    q = (A[:, 1:].detach() ** 2).sum(-1).mean()
+    m = A[:, idx, idx - 1].mean()
+    q = (A[:, 1:] ** 2).sum(-1).mean()
     return float(m), float(q)
 
 
@@ -111,7 +112,9 @@ def _mse(net, X, Y, causal: bool):
         return float((err[:, 1:] if causal else err).mean())
 
 
-def train_map(task: CopyTask, cfg: MapConfig, test_task: CopyTask | None = None) -> MapResult:
+def train_map(task: CopyTask, cfg: MapConfig, test_task: CopyTask | None = None,
+              return_net: bool = False):
+    """Adam on J from ``cfg.init``; returns a MapResult (and the trained net if asked)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     net = build_net(task.V, task.L, cfg, gen)
     X, Y = task.inputs(), task.targets()
@@ -132,8 +135,9 @@ def train_map(task: CopyTask, cfg: MapConfig, test_task: CopyTask | None = None)
             m_curve.append(_order_params(net, X)[0])
     test = test_task or make_copy_task(task.V, task.L, max(task.P, 16), seed=10_000 + cfg.seed)
     m, q = _order_params(net, X)
-    return MapResult(asdict(cfg), task.P, m, q, _mse(net, X, Y, causal),
-                     _mse(net, test.inputs(), test.targets(), causal), float(J.detach()), m_curve)
+    result = MapResult(asdict(cfg), task.P, m, q, _mse(net, X, Y, causal),
+                       _mse(net, test.inputs(), test.targets(), causal), float(J.detach()), m_curve)
+    return (result, net) if return_net else result
 
 
 def sweep(V: int, L: int, P_values, cfg: MapConfig, seeds=(0,), data_seed_offset: int = 0,
