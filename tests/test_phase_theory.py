@@ -146,3 +146,17 @@ def test_critical_P_grows_with_L():
 def test_bad_theory_config(bad):
     with pytest.raises(ConfigError):
         TOY.replace(**bad)
+
+
+def test_mean_field_train_mse_matches_matrix_algebra():
+    from probattn.phase.theory import train_mse
+
+    cfg = TheoryConfig(L=8, V=5, sigma_s=0.5, sigma_w=1.3, kappa=0.2)
+    for kind, lam, P in (("softmax", 1.1, 7.0), ("linear", 0.4, 3.0)):
+        m, q = order_parameters(lam, kind, cfg.L)
+        n, k0, V = P * cfg.L / cfg.V, cfg.kappa / cfg.sigma_w**2, cfg.V
+        ZtZ, B = n * q * np.eye(V), n * m * np.eye(V)  # the mean-field V x V statistics
+        Minv = np.linalg.inv(k0 * np.eye(V) + ZtZ)
+        resid = P * cfg.L - 2 * np.trace(B @ Minv @ B.T) + np.trace(B @ Minv @ ZtZ @ Minv @ B.T)
+        assert math.isclose(float(train_mse(lam, P, kind, cfg)), resid / (P * cfg.L * V), rel_tol=1e-12)
+    assert math.isclose(float(train_mse(0.0, 3.0, "linear", cfg)), 1 / cfg.V)  # no attention: predict 0

@@ -305,6 +305,7 @@ def train_mse(lam, P, kind: str, cfg: TheoryConfig):
     n = P * cfg.L / cfg.V
     k0 = cfg.kappa / cfg.sigma_w**2
     g = n / (k0 + n * q)
-    # tr Y^T Y = PL; cross term 2 V n m^2 g; quadratic term V n m^2 g^2 n q
-    resid = P * cfg.L - 2 * cfg.V * n * m**2 * g + cfg.V * n * m**2 * g**2 * n * q
+    # tr Y^T Y = PL; cross term 2 tr(Y^T Z M^-1 Z^T Y) = 2 V n m^2 g;
+    # quadratic term tr(Y^T Z M^-1 Z^T Z M^-1 Z^T Y) = V (n m)^2 (n q) / (k0 + n q)^2 = V n m^2 q g^2
+    resid = P * cfg.L - 2 * cfg.V * n * m**2 * g + cfg.V * n * m**2 * q * g**2
     return resid / (P * cfg.L * cfg.V)
