@@ -74,3 +74,16 @@ def test_full_net_copy_init_attends_to_previous_token(kind):
 def test_bad_map_config(bad):
     with pytest.raises(ConfigError):
         MapConfig(**bad)
+
+
+def test_full_net_positional_block_is_the_score_matrix():
+    """With the token blocks of W_Q, W_K zeroed, the registry's causal softmax attention equals
+    softmax of position_scores() under the causal mask: the full net reduces to S."""
+    V, L = 5, 6
+    net = FullAttentionNet(V, L, "softmax", generator=torch.Generator().manual_seed(2), init_scale=0.7)
+    with torch.no_grad():
+        net.W_Q[:, :V] = 0
+        net.W_K[:, :V] = 0
+    A = net.attention(make_copy_task(V, L, 3, seed=0).inputs())
+    S = net.position_scores().masked_fill(~torch.ones(L, L, dtype=torch.bool).tril(), float("-inf"))
+    torch.testing.assert_close(A, S.softmax(-1).expand(3, L, L))
