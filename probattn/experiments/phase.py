@@ -239,7 +239,7 @@ def _report(ctx, s, seeds, cfg, Ps, transitions, P_fine, theory_curves, diagram,
         ax.set_xlabel("P (training sequences)")
         ax.set_ylabel("m (mass on previous token)")
         ax.set_title(f"{k} attention: order parameter")
-        ax.legend(fontsize=6.5)
+        ax.legend(fontsize=6, framealpha=0.5)
         ax2.plot(P_fine, theory_curves[k]["train_mse"], "k-", label="theory train MSE")
         for start, color in (("zero", "tab:blue"), ("copy", "tab:red")):
             ax2.errorbar(Ps[k], [samples[k][P][start]["train_mse"] for P in Ps[k]],
@@ -255,7 +255,7 @@ def _report(ctx, s, seeds, cfg, Ps, transitions, P_fine, theory_curves, diagram,
         ax2.set_xlabel("P")
         ax2.set_ylabel("MSE per output entry")
         ax2.set_title(f"{k}: loss")
-        ax2.legend(fontsize=6.5)
+        ax2.legend(fontsize=6, framealpha=0.5)
         rep.figure(fig, f"m_vs_P_{k}", f"{k} attention: m and loss vs P (dashed line: theory P*)")
 
     # tables with ESS and R-hat
