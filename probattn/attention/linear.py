@@ -11,7 +11,6 @@ can be negative and its rows do not sum to one).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -33,16 +33,20 @@ KINDS = ("softmax", "linear")
 SETTINGS = {
     # L = V; sigma_s small enough that softmax is first order at this L (it is a crossover for
     # L <= 16 at any sigma_s); kappa places P* at comfortable integers (P* is proportional to it)
-    "smoke": dict(L=12, sigma_s=0.2, sigma_w=1.0, kappa=0.2, P=dict(softmax=(3, 20), linear=(2, 12)), chains=4, warmup=20, draws=20,
-                  leapfrog=dict(softmax=3, linear=3), adam_steps=20, full_P=(6,), seeds=(0,), Ls=(8, 16, 24), scan_points=31),
-    "quick": dict(L=32, sigma_s=0.25, sigma_w=1.0, kappa=0.2, P=dict(softmax=(4, 12, 20, 26, 30, 34, 44, 64), linear=(2, 4, 6, 8, 12, 20, 40, 64)),
-                  chains=6, warmup=70, draws=70, leapfrog=dict(softmax=6, linear=12), adam_steps=250, full_P=(8, 32),
-                  seeds=(0, 1), Ls=(8, 16, 32, 64, 128, 256, 512, 1024), scan_points=121),
-    # paper: S has 4096 entries; about 3 hours on a 2-core CPU, minutes on a GPU (--device cuda)
-    "paper": dict(L=64, sigma_s=0.5, sigma_w=1.0, kappa=0.1, P=dict(softmax=(2, 4, 6, 8, 9, 10, 11, 12, 14, 16, 20, 24, 32),
-                          linear=(2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)),
-                  chains=8, warmup=150, draws=150, leapfrog=dict(softmax=8, linear=16), adam_steps=1000, full_P=(4, 10, 16, 32),
-                  seeds=(0, 1, 2), Ls=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), scan_points=241),
+    "smoke": dict(L=12, sigma_s=0.2, sigma_w=1.0, kappa=0.2, P=dict(softmax=(3, 20), linear=(2, 12)),
+                  chains=4, warmup=20, draws=20, leapfrog=dict(softmax=3, linear=3), adam_steps=20,
+                  full_P=(6,), seeds=(0,), Ls=(8, 16, 24), scan_points=31),
+    "quick": dict(L=32, sigma_s=0.25, sigma_w=1.0, kappa=0.2,
+                  P=dict(softmax=(4, 12, 20, 26, 30, 34, 44, 64), linear=(2, 4, 6, 8, 12, 20, 40, 64)),
+                  chains=6, warmup=70, draws=70, leapfrog=dict(softmax=6, linear=12), adam_steps=250,
+                  full_P=(8, 32), seeds=(0, 1), Ls=(8, 16, 32, 64, 128, 256, 512, 1024), scan_points=121),
+    # paper: S has 4096 entries; hours on a 2-core CPU, much less on a GPU (--device cuda)
+    "paper": dict(L=64, sigma_s=0.5, sigma_w=1.0, kappa=0.1,
+                  P=dict(softmax=(2, 4, 6, 8, 9, 10, 11, 12, 14, 16, 20, 24, 32),
+                         linear=(2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)),
+                  chains=8, warmup=150, draws=150, leapfrog=dict(softmax=8, linear=16), adam_steps=1000,
+                  full_P=(4, 10, 16, 32), seeds=(0, 1, 2), Ls=(8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+                  scan_points=241),
 }
 
 
