@@ -8,7 +8,7 @@ kappa = 0.1, chains started at the copy state. Both samplers run the same number
 warmup iterations and kept draws; ESS is ArviZ's bulk ESS per parameter, pooled over chains,
 and the score is the minimum over the 1024 parameters divided by the wall time of the whole
 run (warmup + sampling; NumPyro's includes its JIT compilation, reported separately as well).
-Also timed: a full theory phase diagram (160 P values x 24 sigma_s values, both kinds).
+Plain MALA (the built-in sampler with one leapfrog step) is timed too. Also timed: a full theory phase diagram (160 P values x 24 sigma_s values, both kinds).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     from probattn.phase.diagnostics import summary
     from probattn.phase.posterior import CopyPosterior, copy_state
-    from probattn.phase.samplers import hmc
+    from probattn.phase.samplers import hmc, mala
     from probattn.phase.task import make_copy_task
     from probattn.phase.theory import TheoryConfig, phase_diagram
 
@@ -63,6 +63,11 @@ def main(argv=None) -> int:
     rows = [("built-in HMC (batched chains, torch)", s_hmc, r.seconds, hmc_rate,
              f"{args.leapfrog} leapfrog/iter, step {r.step_size:.3g}, accept {r.accept_rate:.2f}, "
              f"{r.n_grad_evals} batched gradients")]
+
+    m = mala(post.to(device).potential, init.to(device), n_warmup=args.warmup, n_draws=args.draws, seed=0)
+    s_mala = summary(m.draws.numpy())
+    rows.append(("built-in MALA (batched chains, torch)", s_mala, m.seconds, s_mala["min_ess_bulk"] / m.seconds,
+                 f"1 gradient/iter, step {m.step_size:.3g}, accept {m.accept_rate:.2f}"))
 
     nuts_rate = None
     if not args.skip_nuts:

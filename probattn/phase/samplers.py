@@ -82,8 +82,11 @@ class DualAveraging:
 
 def _warmup_schedule(n_warmup: int) -> list[int]:
     """Ends (iteration indices) of the mass-matrix windows: 15% step size only, then windows
-    doubling in length, then 10% step size only with the final mass matrix."""
+    doubling in length, then 10% step size only with the final mass matrix. Short warmups
+    (< 150) get one window: a few iterations per window give variances too noisy to use."""
     start, end = int(0.15 * n_warmup), n_warmup - int(0.1 * n_warmup)
+    if n_warmup < 150:
+        return [end]
     ends, width, i = [], max(1, (end - start) // 7), start
     while i + width < end:
         i += width
@@ -145,7 +148,7 @@ def hmc(potential: Potential, init: Tensor, n_warmup: int = 500, n_draws: int = 
     # a first step size: halve / double until one step's acceptance is around 1/2
     step = init_step or _initial_step(potential, theta, U, g, inv_mass, gen)
     adapt = DualAveraging(step, target_accept)
-    windows = _warmup_schedule(n_warmup) if adapt_mass and n_warmup >= 20 else []
+    windows = _warmup_schedule(n_warmup) if adapt_mass and n_warmup >= 40 else []
     window_start = int(0.15 * n_warmup)
     s1 = torch.zeros(D, dtype=dtype, device=device)
     s2 = torch.zeros(D, dtype=dtype, device=device)
@@ -169,7 +172,8 @@ def hmc(potential: Potential, init: Tensor, n_warmup: int = 500, n_draws: int = 
                 adapt.restart(step)
         if progress:
             progress(it + 1, n_warmup + n_draws)
-    step = adapt.final_step if n_warmup else step
+    # the averaged step once dual averaging has had a few iterations since its last restart
+    step = adapt.final_step if adapt.t >= 10 else step
     t1 = time.perf_counter()
     keep = []
     probs = []
