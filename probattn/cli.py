@@ -251,6 +251,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
 EXTRA_COMMANDS: list[str] = [
     "probattn.diagnostics.cli:add_commands",
     "probattn.barrier.commands:add_commands",
+    "probattn.phase.cli:add_commands",
 ]
 
 

@@ -17,6 +17,7 @@ from .registry import (
 # Importing a mechanism's module registers it.
 from . import softmax  # noqa: F401,E402
 from . import gpam, diff, cog  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
+from . import linear  # noqa: F401,E402
 
 __all__ = [
     "AttentionContext",

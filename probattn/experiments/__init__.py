@@ -19,6 +19,7 @@ EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
     "gpam": "probattn.experiments.gpam",
     "support-tokens": "probattn.experiments.support_tokens",
+    "phase": "probattn.experiments.phase",
 }
 
 
