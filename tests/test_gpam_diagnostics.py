@@ -116,12 +116,7 @@ def tiny_config(attention="gpam", **train_overrides):
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("gpam-run") / "run"
     callback = RankCollapseCallback(n_sequences=2)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(tiny_config(), run_dir, overwrite=True, callbacks=[callback], progress=False)
-    finally:
-        torch.set_num_threads(before)
+    train(tiny_config(), run_dir, overwrite=True, callbacks=[callback], progress=False)
     return run_dir, callback
 
 

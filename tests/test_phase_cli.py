@@ -3,18 +3,8 @@
 import json
 
 import pytest
-import torch
 
 from probattn.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: many small ops on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_phase_diagram_prints_P_star_and_writes_files(tmp_path, capsys):

@@ -18,14 +18,6 @@ from probattn.phase.task import make_copy_task
 L = 32  # quick-scale posterior: sigma_s = 0.25, kappa = 0.2 (theory P* = 28.7, first order)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _run(P, start):
     post = CopyPosterior.from_task(make_copy_task(L, L, P, seed=0), "softmax", 0.25, 1.0, 0.2)
     base = copy_state(L, "softmax") if start == "copy" else torch.zeros(L, L, dtype=torch.float64)

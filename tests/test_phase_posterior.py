@@ -7,19 +7,14 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.model import ReducedAttentionNet, attention_rows, features, order_parameters
+from probattn.phase.model import (
+    ReducedAttentionNet,
+    attention_rows,
+    features,
+    order_parameters,
+)
 from probattn.phase.posterior import CopyPosterior, copy_state
 from probattn.phase.task import make_copy_task, shift_matrix
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these are many small ops, and on a shared 2-core machine
-    oversubscribed BLAS threads make them up to 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _posterior(kind, V=5, L=4, P=3, seed=0, **scales):

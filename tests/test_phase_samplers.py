@@ -11,16 +11,6 @@ from probattn.phase.diagnostics import ess_rhat, summary
 from probattn.phase.samplers import DualAveraging, hmc, mala
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these are many small ops, and on a shared 2-core machine
-    oversubscribed BLAS threads make them up to 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gaussian(scales, corr=None):
     cov = torch.diag(scales**2)
     if corr is not None:

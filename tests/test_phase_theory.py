@@ -5,26 +5,23 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.model import attention_rows, order_parameters as attention_order_parameters
+from probattn.phase.model import attention_rows
+from probattn.phase.model import order_parameters as attention_order_parameters
 from probattn.phase.posterior import CopyPosterior
 from probattn.phase.task import make_copy_task, shift_matrix
-from probattn.phase.theory import (TheoryConfig, critical_P_vs_L, find_transition, fit_scaling,
-                                   free_energy, linear_critical_P, minima_at, order_parameters,
-                                   phase_diagram)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these are many small ops, and on a shared 2-core machine
-    oversubscribed BLAS threads make them up to 50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+from probattn.phase.theory import (
+    TheoryConfig,
+    critical_P_vs_L,
+    find_transition,
+    fit_scaling,
+    free_energy,
+    linear_critical_P,
+    minima_at,
+    order_parameters,
+    phase_diagram,
+)
 
 TOY = TheoryConfig(L=64, V=64, sigma_s=0.5, sigma_w=1.0, kappa=0.1)
 

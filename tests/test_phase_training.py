@@ -12,15 +12,6 @@ from probattn.phase.task import make_copy_task
 from probattn.phase.training import MapConfig, train_map
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: many small ops on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
 def test_adam_reaches_a_stationary_point_with_the_ridge_readout(kind):
     """At a joint MAP point dJ/dW = 0, so W must equal the ridge solution (the posterior mean of
