@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bayes
+EXTRAS ?= test,bayes,hf
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 

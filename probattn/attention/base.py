@@ -11,7 +11,9 @@ Each mechanism has two paths with the same mathematics:
   query, key)`` weight matrix. Parity tests hold the two together.
 
 ``forward(q, k, v, need_weights=False)`` picks the fast path unless weights are requested or the
-mechanism was built with ``impl="reference"``.
+mechanism was built with ``impl="reference"``. Fast paths assume as many queries as keys
+(``is_causal`` kernels align the mask to the top-left); a query block shorter than the keys, as in
+KV-cache decoding, runs the reference path, whose mask aligns the queries to the end of the keys.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class AttentionMechanism(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False):
         """Return ``(y, weights)``; ``weights`` is None unless requested."""
-        if need_weights or self.impl == "reference":
+        if need_weights or self.impl == "reference" or q.shape[-2] != k.shape[-2]:
             y, w = self.reference(q, k, v)
             return y, (w if need_weights else None)
         return self.fast(q, k, v), None

@@ -126,7 +126,7 @@ class DiffAttention(AttentionMechanism):
 
     def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         B, H, T, _ = q.shape
-        probs = masked_scores(q, k, self.scale).softmax(dim=-1).view(B, H // 2, 2, T, T)
+        probs = masked_scores(q, k, self.scale).softmax(dim=-1).view(B, H // 2, 2, T, k.shape[-2])
         a1, a2 = probs[:, :, 0], probs[:, :, 1]
         lam = self.lam().to(q.dtype)
         weights = a1 - lam * a2
