@@ -413,6 +413,6 @@ def _findings(cfg, Ps, transitions, exact, samples, adam, fits, star_vs_L, Ls) -
                f"1 + 2/ln L, e.g. {1 + 2 / math.log(Ls[len(Ls) // 2]):.2f} at L = {Ls[len(Ls) // 2]}): "
                "this mean-field reconstruction does not reproduce the quoted L ln^2 L.")
     orders = [t.order for t in star_vs_L["softmax"]]
-    out.append(f"softmax order of the transition vs L at these scales: "
+    out.append("softmax order of the transition vs L at these scales: "
                + ", ".join(f"L={l}: {o}" for l, o in zip(Ls, orders)) + ".")
     return out
