@@ -3,6 +3,7 @@
     python benchmarks/gpam_attention.py                       # CPU: B=1, H=4, d=32
     python benchmarks/gpam_attention.py --lengths 256 1024    # fewer contexts
     python benchmarks/gpam_attention.py --device cuda         # GPU: B=16, H=6, d=64, bf16
+    python benchmarks/gpam_attention.py --device cuda --compile on   # as training runs it on CUDA
 
 Two levels: the mechanism alone (q, k, v -> y, what the paper's 1.9x / 6.2x numbers measure)
 and the whole attention sublayer (qkv projection, mechanism, output projection). Targets from
@@ -46,26 +47,29 @@ MECHANISMS = {
 TIME_TARGET, MEMORY_TARGET = 2.0, 2.2
 
 
-def make_step(name: str, level: str, B: int, H: int, D: int, T: int, device: str, dtype: torch.dtype):
+def make_step(name: str, level: str, B: int, H: int, D: int, T: int, device: str, dtype: torch.dtype,
+              compiled: bool = False):
     """A closure running one forward + backward, and the tensors it keeps alive."""
     mech_name, options = MECHANISMS[name]
     torch.manual_seed(0)
     if level == "mechanism":
         ctx = AttentionContext(n_head=H, head_dim=D, layer_idx=1, n_layer=3, block_size=T, options=options)
         module = build_attention(mech_name, ctx).to(device=device, dtype=dtype)
+        run = torch.compile(module) if compiled else module
         inputs = [torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=True) for _ in range(3)]
 
         def step():
-            y = module(*inputs)[0]
+            y = run(*inputs)[0]
             y.backward(torch.ones_like(y))
     else:
         config = GPTConfig(vocab_size=1, block_size=T, n_layer=3, n_head=H, n_embd=H * D,
                            attention=mech_name, attention_options=options)
         module = CausalSelfAttention(config, 1).to(device=device, dtype=dtype)
+        run = torch.compile(module) if compiled else module
         inputs = [torch.randn(B, T, H * D, device=device, dtype=dtype, requires_grad=True)]
 
         def step():
-            y = module(inputs[0])
+            y = run(inputs[0])
             y.backward(torch.ones_like(y))
     return step, (module, inputs)
 
@@ -76,7 +80,8 @@ def sync(device: str) -> None:
 
 
 def time_all(names, level, args, T, device, dtype) -> dict[str, float]:
-    steps = {n: make_step(n, level, args.batch, args.heads, args.head_dim, T, device, dtype)[0] for n in names}
+    steps = {n: make_step(n, level, args.batch, args.heads, args.head_dim, T, device, dtype, args.compiled)[0]
+             for n in names}
     for step in steps.values():  # warm-up (allocator, kernels)
         step()
     sync(device)
@@ -93,7 +98,7 @@ def time_all(names, level, args, T, device, dtype) -> dict[str, float]:
 
 def cuda_memory(name, level, args, T, device, dtype) -> float:
     torch.cuda.empty_cache()
-    step, _keep = make_step(name, level, args.batch, args.heads, args.head_dim, T, device, dtype)
+    step, _keep = make_step(name, level, args.batch, args.heads, args.head_dim, T, device, dtype, args.compiled)
     step()  # warm-up: lazily created kernels/workspaces are not the mechanism's memory
     sync(device)
     torch.cuda.reset_peak_memory_stats()
@@ -141,6 +146,8 @@ def main() -> None:
     p.add_argument("--levels", nargs="+", default=["mechanism", "layer"], choices=["mechanism", "layer"])
     p.add_argument("--mechanisms", nargs="+", default=list(MECHANISMS), choices=list(MECHANISMS))
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--compile", default="off", choices=["on", "off"],
+                   help="torch.compile each mechanism (what training on CUDA does): fuses the glue")
     p.add_argument("--memory-child", nargs=3, metavar=("NAME", "LEVEL", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -153,10 +160,12 @@ def main() -> None:
         cpu_memory_child(name, level, args, int(T))
         return
     dtype = torch.bfloat16 if gpu else torch.float32
+    args.compiled = args.compile == "on"
     names = ["softmax"] + [n for n in args.mechanisms if n != "softmax"]
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({where}); torch {torch.__version__}; {dtype}; "
-          f"B={args.batch}, H={args.heads}, d={args.head_dim}; forward+backward, median of {args.repeats}")
+          f"B={args.batch}, H={args.heads}, d={args.head_dim}; forward+backward, median of {args.repeats}; "
+          f"{'compiled' if args.compiled else 'eager'}")
     print(f"targets: time <= {TIME_TARGET}x softmax, memory <= {MEMORY_TARGET}x softmax")
     for level in args.levels:
         print(f"\n== {level} level ==")

@@ -144,12 +144,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"],
+                    help="where to measure (cuda only when present)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "timings": {}, "memory": {}}
-    targets = [("quick", torch.device("cpu"), 1.3)]
-    if torch.cuda.is_available():
+    targets = [("quick", torch.device("cpu"), 1.3)] if "cpu" in args.devices else []
+    if torch.cuda.is_available() and "cuda" in args.devices:
         targets.append(("shakespeare-char", torch.device("cuda"), 1.15))
     for preset, device, target in targets:
         threads = f"CPU, {torch.get_num_threads()} threads"

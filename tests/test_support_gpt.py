@@ -77,3 +77,27 @@ def test_token_margins_are_minima_over_layers_and_heads(gpt, idx):
     torch.testing.assert_close(tm, lm.margins().amin(dim=(0, 2)))
     assert torch.isfinite(tm).all()
     assert tm.dtype == DT
+
+
+def test_forward_returns_the_hooked_queries_and_keys(gpt, idx):
+    """``return_qk`` (what a compiled model hands the barrier) equals the hook-point cache."""
+    logits, _, qk = gpt(idx, return_qk=True)
+    names = [f"blocks.{l}.attn.hook_{x}" for l in range(2) for x in "qk"]
+    (cached_logits, _), cache = gpt.run_with_cache(idx, names=names)
+    assert torch.equal(logits, cached_logits) and len(qk) == 2
+    for l, (q, k) in enumerate(qk):
+        assert torch.equal(q, cache[f"blocks.{l}.attn.hook_q"].transpose(1, 2))
+        assert torch.equal(k, cache[f"blocks.{l}.attn.hook_k"].transpose(1, 2))
+
+
+def test_layer_terms_of_stacked_layers_equal_each_layer_alone(gpt, idx):
+    from probattn.barrier.gpt import hook_qk
+    from probattn.barrier.prior import informative, layer_terms, strict_margins
+
+    _, qk = hook_qk(gpt, idx)
+    scale = gpt.blocks[0].attn.mechanism.scale
+    stacked = layer_terms(qk, [0, 1], 0.01, scale)
+    per_layer = [strict_margins(q, k, 0.01, scale=scale)[0] for q, k in qk]  # (B, H, T) each
+    expected = torch.stack(per_layer, dim=1).flatten(1, 2)  # (B, L*H, T): sequence, layer, head
+    torch.testing.assert_close(stacked.margins, informative(expected, None), rtol=0, atol=0)
+    torch.testing.assert_close(stacked.value, -torch.cat([informative(m, None) for m in per_layer]).mean())

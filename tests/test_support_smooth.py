@@ -8,7 +8,11 @@ import math
 import pytest
 import torch
 
-from probattn.barrier.smooth import adjugate_transpose, smooth_logdet
+from probattn.barrier.smooth import (
+    adjugate_transpose,
+    adjugate_transpose_poly,
+    smooth_logdet,
+)
 
 from .support_cases import DT
 
@@ -30,6 +34,34 @@ def test_adjugate_matches_cofactors_including_singular(rank):
     g = torch.Generator().manual_seed(rank)
     M = torch.randn(4, rank, generator=g, dtype=DT) @ torch.randn(rank, 4, generator=g, dtype=DT)
     torch.testing.assert_close(adjugate_transpose(M), cofactor_transpose(M), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("n,rank", [(1, 1), (2, 1), (5, 5), (5, 4), (8, 8), (8, 7), (8, 5)])
+def test_polynomial_adjugate_matches_cofactors_including_singular(n, rank):
+    """Faddeev-LeVerrier (the sync-free backward for n <= 8) against cofactor expansion."""
+    g = torch.Generator().manual_seed(10 * n + rank)
+    M = 3.0 * torch.randn(n, rank, generator=g, dtype=DT) @ torch.randn(rank, n, generator=g, dtype=DT)
+    expected = cofactor_transpose(M)
+    natural = float(M.abs().max()) ** (n - 1)  # the size of a cofactor: rank <= n - 2 gives adj = 0
+    torch.testing.assert_close(adjugate_transpose_poly(M), expected, rtol=1e-8, atol=1e-11 * natural)
+    assert torch.equal(adjugate_transpose_poly(torch.zeros(3, 3, dtype=DT)), torch.zeros(3, 3, dtype=DT))
+
+
+@pytest.mark.parametrize("n", [8, 12])
+def test_gradient_is_right_on_both_backward_paths_next_to_singular(n):
+    """n = 8 takes the polynomial adjugate, n = 12 the SVD one; a batch straddles the threshold."""
+    g = torch.Generator().manual_seed(n)
+    U = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=DT))[0]
+    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=DT))[0]
+    spectra = torch.rand(3, n, generator=g, dtype=DT) + 0.5
+    spectra[0, -1], spectra[1, -1] = 1e-9, 0.0  # below the threshold (one exactly singular); [2]: above
+    mats = (U * spectra[:, None, :]) @ V.T
+    X = mats.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(smooth_logdet(X, 0.05).sum(), X)
+    for b in range(3):
+        det = float(torch.linalg.det(mats[b]))
+        slope = 1.0 / det if det >= 0.05 else 1.0 / (0.05 * math.sqrt(1 + ((0.05 - det) / 0.05) ** 2))
+        torch.testing.assert_close(grad[b], slope * cofactor_transpose(mats[b]), rtol=1e-6, atol=1e-9)
 
 
 def test_value_is_logdet_above_threshold_and_continuous_through_zero():

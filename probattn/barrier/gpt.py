@@ -61,13 +61,15 @@ def layer_inputs(model, idx: Tensor, detach: bool = True) -> list[Tensor]:
 
 
 def hook_qk(model, idx: Tensor, targets: Tensor | None = None, detach: bool = True):
-    """Run the GPT once; return its output and per-layer (q, k) in (B, H, T, D) layout."""
-    gpt = raw_model(model)
-    names = [f"blocks.{l}.attn.hook_{x}" for l in range(gpt.config.n_layer) for x in ("q", "k")]
-    out, cache = gpt.run_with_cache(idx, targets, names=names, detach=detach)
-    qk = [(cache[f"blocks.{l}.attn.hook_q"].transpose(1, 2), cache[f"blocks.{l}.attn.hook_k"].transpose(1, 2))
-          for l in range(gpt.config.n_layer)]
-    return out, qk
+    """Run the GPT once; return its output and per-layer (q, k) in (B, H, T, D) layout.
+
+    ``model`` may be the ``torch.compile`` wrapper: q and k come back from the compiled forward
+    (``return_qk``), so the layer-placement barrier does not fall back to an eager model.
+    """
+    logits, loss, qk = model(idx, targets, return_qk=True)
+    if detach:
+        qk = [(q.detach(), k.detach()) for q, k in qk]
+    return (logits, loss), list(qk)
 
 
 @dataclass

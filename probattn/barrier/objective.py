@@ -114,6 +114,7 @@ class BarrierObjective(Objective):
             self.layers = chosen
             self.prior = None
             self.scale = raw_model(model).blocks[0].attn.mechanism.scale
+        self._compiled_prior_terms = None
 
     # -- the terms ---------------------------------------------------------------------------
     def terms(self, model, x: Tensor, y: Tensor | None = None, sample: bool = False):
@@ -126,10 +127,23 @@ class BarrierObjective(Objective):
                                           first=first)
         if self.placement == "embedding":
             logits, ce = model(x, y)
-            emb = raw_model(model).embed(x)
-            return logits, ce, self.prior.terms(emb, self.delta, self.full, self.sigma, rows, positions, self.cap)
+            terms = self._prior_terms_fn(model)(raw_model(model), x, rows, positions)
+            return logits, ce, BarrierTerms(*terms)
         (logits, ce), qk = hook_qk(model, x, y, detach=False)
         return logits, ce, layer_terms(qk, self.layers, self.delta, self.scale, rows, positions, self.cap)
+
+    def _prior_terms(self, gpt, x: Tensor, rows: Tensor | None, positions: Tensor | None):
+        t = self.prior.terms(gpt.embed(x), self.delta, self.full, self.sigma, rows, positions, self.cap)
+        return t.margins, t.value, t.barrier, t.prior_nll
+
+    def _prior_terms_fn(self, model):
+        """The embedding prior's terms, compiled when the model is: left eager beside a compiled
+        model, its hundred-odd small kernels are launch-bound and dominate the penalty's cost."""
+        if not hasattr(model, "_orig_mod"):
+            return self._prior_terms
+        if self._compiled_prior_terms is None:
+            self._compiled_prior_terms = torch.compile(self._prior_terms)
+        return self._compiled_prior_terms
 
     def forward(self, model, x: Tensor, y: Tensor):
         _, ce, terms = self.terms(model, x, y, sample=True)

@@ -60,9 +60,11 @@ class CausalSelfAttention(nn.Module):
         shape = (B, T, self.n_head, self.head_dim)
         return self.hook_q(q.view(shape)), self.hook_k(k.view(shape)), self.hook_v(v.view(shape))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         B, T, C = x.shape
         q, k, v = (t.transpose(1, 2) for t in self.project_qkv(x))  # (B, H, T, D)
+        if qk_out is not None:
+            qk_out.append((q, k))
         need_weights = self.hook_pattern.has_hooks()
         y, weights = self.mechanism(q, k, v, need_weights=need_weights)
         if weights is not None:
@@ -95,9 +97,9 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x))))
+        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), qk_out)))
         return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
@@ -143,20 +145,28 @@ class GPT(HookedMixin, nn.Module):
         pos = torch.arange(T, device=idx.device)
         return self.hook_input(self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos)))
 
-    def forward_embeddings(self, x: Tensor) -> Tensor:
-        """Logits from an input embedding sequence (after :meth:`embed`)."""
+    def forward_embeddings(self, x: Tensor, qk_out: list | None = None) -> Tensor:
+        """Logits from an input embedding sequence (after :meth:`embed`).
+
+        ``qk_out``: a list that receives each layer's ``(q, k)`` (B, H, T, D), after their hooks.
+        """
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, qk_out)
         return self.lm_head(self.ln_f(x))
 
-    def forward(self, idx: Tensor, targets: Tensor | None = None):
-        """Return ``(logits, loss)``; loss is mean cross-entropy when targets are given."""
-        logits = self.forward_embeddings(self.embed(idx))
+    def forward(self, idx: Tensor, targets: Tensor | None = None, return_qk: bool = False):
+        """Return ``(logits, loss)``; loss is mean cross-entropy when targets are given.
+
+        With ``return_qk`` also every layer's ``(q, k)``: the barrier's layer placement reads them
+        from the same (possibly compiled) forward pass instead of through Python hooks.
+        """
+        qk: list[tuple[Tensor, Tensor]] | None = [] if return_qk else None
+        logits = self.forward_embeddings(self.embed(idx), qk)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
-        return logits, loss
+        return (logits, loss, qk) if return_qk else (logits, loss)
 
     @torch.no_grad()
     def generate(
