@@ -161,6 +161,12 @@ def main() -> None:
         return
     dtype = torch.bfloat16 if gpu else torch.float32
     args.compiled = args.compile == "on"
+    if args.compiled:
+        # every mechanism shares AttentionMechanism.forward: one compiled entry per (type, length),
+        # beyond dynamo's default limit of 8, after which it would silently run eagerly
+        for limit in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, 256)
     names = ["softmax"] + [n for n in args.mechanisms if n != "softmax"]
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({where}); torch {torch.__version__}; {dtype}; "

@@ -90,14 +90,19 @@ def test_forward_returns_the_hooked_queries_and_keys(gpt, idx):
         assert torch.equal(k, cache[f"blocks.{l}.attn.hook_k"].transpose(1, 2))
 
 
-def test_layer_terms_of_stacked_layers_equal_each_layer_alone(gpt, idx):
+def test_layer_terms_stacked_for_a_sample_and_layer_by_layer_when_exact_equal_each_layer_alone(gpt, idx):
     from probattn.barrier.gpt import hook_qk
     from probattn.barrier.prior import informative, layer_terms, strict_margins
 
     _, qk = hook_qk(gpt, idx)
     scale = gpt.blocks[0].attn.mechanism.scale
-    stacked = layer_terms(qk, [0, 1], 0.01, scale)
-    per_layer = [strict_margins(q, k, 0.01, scale=scale)[0] for q, k in qk]  # (B, H, T) each
-    expected = torch.stack(per_layer, dim=1).flatten(1, 2)  # (B, L*H, T): sequence, layer, head
-    torch.testing.assert_close(stacked.margins, informative(expected, None), rtol=0, atol=0)
-    torch.testing.assert_close(stacked.value, -torch.cat([informative(m, None) for m in per_layer]).mean())
+    positions = torch.tensor([[2, 5, 8], [3, 4, 7]])
+    for pos in (None, positions):
+        terms = layer_terms(qk, [0, 1], 0.01, scale, positions=pos)
+        per_layer = [strict_margins(q, k, 0.01, positions=pos, scale=scale)[0] for q, k in qk]  # (B, H, T')
+        if pos is None:  # exact: layer by layer
+            expected = torch.cat([informative(m, None) for m in per_layer])
+        else:  # sampled: one stacked pass, (sequence, layer, head, position) order
+            expected = informative(torch.cat(per_layer, dim=1), pos)
+        torch.testing.assert_close(terms.margins, expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(terms.value, -expected.mean())

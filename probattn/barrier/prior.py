@@ -165,12 +165,20 @@ def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float
                 cap: float | None = None) -> BarrierTerms:
     """Margins of every head of the chosen layers (same sample of tokens in every layer).
 
-    The layers' heads are stacked into one batch of heads: one fused moment pass and one batch
-    of determinants instead of one per layer (the kernel launches, not the arithmetic, dominate
-    at training sizes). ``margins`` come out in (sequence, layer, head, position) order.
+    With a sample of positions (training) the layers' heads are stacked into one batch of heads:
+    one fused moment pass and one batch of determinants instead of one per layer (at training
+    sizes the kernel launches, not the arithmetic, dominate). Exact margins of every token (the
+    evaluation) go one layer at a time: their p^2 + 2p features per token and head would
+    otherwise be held for all layers at once (10 GB for shakespeare-char's 64 x 256 batch).
+    ``margins`` come out in (sequence, layer, head, position) order when stacked and layer by
+    layer otherwise.
     """
-    q = torch.cat([qk[l][0] for l in layers], dim=1)
-    k = torch.cat([qk[l][1] for l in layers], dim=1)
-    flat = informative(strict_margins(q, k, delta, rows, positions, scale=scale)[0], positions)
+    if positions is None:
+        margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, None, scale=scale)[0] for l in layers]
+        flat = torch.cat([informative(m, None) for m in margins])
+    else:
+        q = torch.cat([qk[l][0] for l in layers], dim=1)
+        k = torch.cat([qk[l][1] for l in layers], dim=1)
+        flat = informative(strict_margins(q, k, delta, rows, positions, scale=scale)[0], positions)
     barrier = _mean(barrier_values(flat, cap))
     return BarrierTerms(flat, barrier, barrier)
