@@ -215,3 +215,23 @@ def test_trains_and_logs_penalty_and_min_margin(tmp_path, placement):
     assert all(r["min_margin"] <= r["mean_margin"] for r in valid)
     assert all({"ce", "penalty"} <= set(r) for r in trained)
     assert math.isfinite(result.best_val_loss)
+
+
+def test_layer_placement_evaluates_margins_exactly_on_its_first_sequences():
+    from probattn.barrier.gpt import hook_qk
+    from probattn.barrier.prior import layer_terms
+    from probattn.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    x = torch.randint(0, 20, (6, 16), generator=torch.Generator().manual_seed(0))
+    y = torch.roll(x, -1, dims=1)
+    full_logits, _ = model(x)
+    for eval_sequences, rows in ((2, slice(0, 2)), (None, slice(None))):
+        objective = BarrierObjective(model, lam=0.1, placement="layers", eval_sequences=eval_sequences)
+        metrics = objective.eval_metrics(model, x, y)
+        _, qk = hook_qk(model, x[rows])
+        expected = layer_terms(qk, [0, 1], objective.delta, objective.scale)
+        torch.testing.assert_close(metrics["min_margin"], expected.margins.min())
+        torch.testing.assert_close(metrics["penalty"], 0.1 * expected.value)
+        torch.testing.assert_close(metrics["loss"], torch.nn.functional.cross_entropy(full_logits.flatten(0, 1), y.flatten()))

@@ -20,9 +20,13 @@ Options (``--objective barrier --objective-option KEY=VALUE``):
     layers            list of layer indices for placement="layers" (default: all)
     sample_sequences  evaluate the penalty on this many random sequences per step (null: all)
     sample_positions  ... and this many random positions per sequence (null: all)
+    eval_sequences    evaluation's margins on the first this many sequences of each eval batch,
+                      every position, exactly (default: all for "embedding", 4 for "layers",
+                      whose p x p determinants for every token of every head of every layer
+                      cost minutes per evaluation at shakespeare-char size; null: all)
 
 With no sampling the training penalty is exact; with sampling it is an unbiased estimate of the
-same mean. Evaluation always computes it exactly. Eval metrics: loss (CE), acc, penalty
+same mean. Evaluation computes it exactly (on ``eval_sequences`` sequences). Eval metrics: loss (CE), acc, penalty
 (lambda * value), barrier (mean b_t), mean_margin, min_margin (+ prior_nll for the full prior).
 """
 
@@ -45,6 +49,7 @@ PRIORS = ("margin", "full")
 #: per-placement sampling defaults: the embedding prior is cheap enough to be exact; every
 #: layer's heads (p = head_dim) are estimated on a random subset (see benchmarks/)
 DEFAULT_SAMPLING = {"embedding": (None, None), "layers": (4, 16)}
+DEFAULT_EVAL_SEQUENCES = {"embedding": None, "layers": 4}
 
 
 def _positive_int_or_none(name: str, value: Any) -> int | None:
@@ -58,13 +63,14 @@ def _positive_int_or_none(name: str, value: Any) -> int | None:
 class BarrierObjective(Objective):
     name = "barrier"
     option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "prior",
-                    "sigma", "delta", "cap", "layers", "sample_sequences", "sample_positions")
+                    "sigma", "delta", "cap", "layers", "sample_sequences", "sample_positions",
+                    "eval_sequences")
 
     def __init__(self, model=None, lam: float = 0.05, placement: str = "embedding", rank: int = 8,
                  projection: str = "fixed", projection_seed: int = 0, normalize: bool = True,
                  prior: str = "margin", sigma: float = 1.0, delta: float = DEFAULT_DELTA,
                  cap: float | None = None, layers: list[int] | None = None, sample_sequences: Any = "default",
-                 sample_positions: Any = "default"):
+                 sample_positions: Any = "default", eval_sequences: Any = "default"):
         super().__init__(model)
         if model is None:
             raise ConfigError("the barrier objective needs the model it regularises")
@@ -100,6 +106,8 @@ class BarrierObjective(Objective):
             "sample_sequences", d_seq if sample_sequences == "default" else sample_sequences)
         self.sample_positions = _positive_int_or_none(
             "sample_positions", d_pos if sample_positions == "default" else sample_positions)
+        self.eval_sequences = _positive_int_or_none(
+            "eval_sequences", DEFAULT_EVAL_SEQUENCES[placement] if eval_sequences == "default" else eval_sequences)
         if placement == "embedding":
             _positive_int_or_none("rank", rank)
             self.prior = EmbeddingPrior(config.n_embd, rank, learned=projection == "learned",
@@ -152,7 +160,11 @@ class BarrierObjective(Objective):
 
     @torch.no_grad()
     def eval_metrics(self, model, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        logits, _, terms = self.terms(model, x, None, sample=False)
+        if self.eval_sequences is not None and self.eval_sequences < x.shape[0]:
+            logits, _ = model(x)  # loss and accuracy on the whole batch, margins on its first sequences
+            _, _, terms = self.terms(model, x[: self.eval_sequences], None, sample=False)
+        else:
+            logits, _, terms = self.terms(model, x, None, sample=False)
         metrics = token_metrics(logits, y)
         metrics.update(_margin_metrics(terms, self.lam))
         return metrics

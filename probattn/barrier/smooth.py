@@ -21,7 +21,8 @@ On a GPU the backward must not wait on the host: it computes ``M^{-T}`` for the 
 products; about 1e-7 relative next to a singular 8 x 8 matrix, exact in exact arithmetic for
 singular ones), then selects per matrix: no host synchronisation. (``det(M) M^{-T}`` is no
 substitute: it loses every digit at condition numbers near 1 / eps.) Larger matrices take the
-SVD adjugate for the rows below the threshold, which needs their count on the host.
+SVD adjugate for the rows below the threshold, which needs their count on the host. On CPU, where
+waiting costs nothing, each formula runs on only the matrices it applies to (faster there).
 """
 
 from __future__ import annotations
@@ -98,6 +99,27 @@ def _adjugate_below(M: Tensor, below: Tensor) -> Tensor:
     return adj_t
 
 
+def logdet_gradient_masked(M: Tensor, above: Tensor, slope: Tensor) -> Tensor:
+    """``d l_delta(det M) / dM``, each formula on only the matrices it applies to (CPU path)."""
+    out = torch.zeros_like(M)
+    if above.any():
+        out[above] = torch.linalg.inv(M[above]).mT  # det >= delta > 0: invertible
+    below = ~above
+    if below.any():
+        out[below] = slope[below][:, None, None] * adjugate_transpose(M[below])
+    return out
+
+
+def logdet_gradient_sync_free(M: Tensor, above: Tensor, slope: Tensor) -> Tensor:
+    """The same gradient with whole-batch formulas and a per-matrix select (GPU path).
+
+    No host synchronisation for n <= 8; on CPU the masked form is 3x faster at n = 8.
+    """
+    inv_t = torch.linalg.inv_ex(M)[0].mT  # no error check: unused where M is singular
+    below_grad = slope[..., None, None] * _adjugate_below(M, ~above)
+    return torch.where(above[..., None, None], inv_t, below_grad)
+
+
 class _SmoothLogDet(torch.autograd.Function):
     @staticmethod
     def forward(ctx, M: Tensor, delta: float) -> Tensor:
@@ -111,15 +133,13 @@ class _SmoothLogDet(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         M, sign, logabs = ctx.saved_tensors
         delta = ctx.delta
+        # d log det M / dM = M^{-T} where det >= delta > 0; below: l'(det) adj(M)^T
         above = (sign > 0) & (logabs >= math.log(delta))
-        inv_t = torch.linalg.inv_ex(M)[0].mT  # no error check: unused where M is singular
         det = sign * torch.exp(logabs.clamp(max=_LOG_CLAMP))
         y = torch.where(above, 0.0, (delta - det) / delta)
         slope = 1.0 / (delta * torch.sqrt(1.0 + y * y))  # d l_delta / d det
-        # d log det M / dM = M^{-T} where det >= delta > 0; below: l'(det) adj(M)^T
-        below_grad = slope[..., None, None] * _adjugate_below(M, ~above)
-        out = torch.where(above[..., None, None], inv_t, below_grad)
-        return grad[..., None, None] * out, None
+        gradient = logdet_gradient_masked if M.device.type == "cpu" else logdet_gradient_sync_free
+        return grad[..., None, None] * gradient(M, above, slope), None
 
 
 def smooth_logdet(M: Tensor, delta: float = DEFAULT_DELTA) -> Tensor:
