@@ -133,6 +133,8 @@ class BarrierObjective(Objective):
             first = 0 if self.full else FIRST_INFORMATIVE  # the full prior's density needs every position
             rows, positions = draw_subset(B, T, self.sample_sequences, self.sample_positions, x.device,
                                           first=first)
+        elif self.eval_sequences is not None and self.eval_sequences < B:
+            rows = torch.arange(self.eval_sequences, device=x.device)  # exact margins of the first sequences
         if self.placement == "embedding":
             logits, ce = model(x, y)
             terms = self._prior_terms_fn(model)(raw_model(model), x, rows, positions)
@@ -160,11 +162,7 @@ class BarrierObjective(Objective):
 
     @torch.no_grad()
     def eval_metrics(self, model, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        if self.eval_sequences is not None and self.eval_sequences < x.shape[0]:
-            logits, _ = model(x)  # loss and accuracy on the whole batch, margins on its first sequences
-            _, _, terms = self.terms(model, x[: self.eval_sequences], None, sample=False)
-        else:
-            logits, _, terms = self.terms(model, x, None, sample=False)
+        logits, _, terms = self.terms(model, x, None, sample=False)  # margins: first eval_sequences rows
         metrics = token_metrics(logits, y)
         metrics.update(_margin_metrics(terms, self.lam))
         return metrics

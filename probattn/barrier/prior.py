@@ -177,9 +177,10 @@ def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float
         margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, None, scale=scale)[0] for l in layers]
         flat = torch.cat([informative(m, None) for m in margins])
     else:
-        pick = (lambda t: t) if rows is None else (lambda t: t[rows])  # the sampled sequences before copying
-        q = torch.cat([pick(qk[l][0]) for l in layers], dim=1)
-        k = torch.cat([pick(qk[l][1]) for l in layers], dim=1)
+        if rows is not None:  # keep only the sampled sequences before copying
+            qk = [(q[rows], k[rows]) for q, k in qk]
+        q = torch.cat([qk[l][0] for l in layers], dim=1)
+        k = torch.cat([qk[l][1] for l in layers], dim=1)
         flat = informative(strict_margins(q, k, delta, None, positions, scale=scale)[0], positions)
     barrier = _mean(barrier_values(flat, cap))
     return BarrierTerms(flat, barrier, barrier)
