@@ -121,8 +121,8 @@ def test_generation_greedy_topk_and_seeded_sampling():
 @pytest.mark.parametrize("kw, message", [
     ({"n_head": 0}, "n_head must be a positive integer"),
     ({"n_embd": 10, "n_head": 4}, "divisible by n_head"),
-    ({"dropout": -0.1}, "dropout must be in"),
-    ({"dropout": 1.0}, "dropout must be in"),
+    ({"dropout": -0.1}, "dropout must be a finite number in"),
+    ({"dropout": 1.0}, "dropout must be a finite number in"),
     ({"attention": "bogus"}, "unknown attention"),
     ({"mlp_hidden": 0}, "mlp_hidden"),
 ])
