@@ -48,7 +48,7 @@ class DeepScale:
 
 DEEP_SETTINGS = {
     "smoke": DeepScale(dict(n_layer=2, n_head=2, n_embd=16, block_size=16, dropout=0.0),
-                       dict(max_steps=4, eval_interval=2, eval_batches=1, log_interval=2, batch_size=4,
+                       dict(max_steps=2, eval_interval=2, eval_batches=1, log_interval=1, batch_size=4,
                             warmup_steps=1),
                        (0, 1), ((1.0, 1.0), (0.5, 1.0)), 600, 800),
     # CPU (2 shared cores, about an hour for all 24 runs): a 15 x 64 model, 250 steps; the tuning
@@ -102,6 +102,15 @@ def cut_at_line(text: str, n_chars: int | None) -> str:
     return text[: end + 1] if end > 0 else text[:n_chars]
 
 
+def score_text(model, tokens, text: str) -> dict[str, float]:
+    """Character-level loss over every character of ``text`` after the first (non-overlapping
+    windows), its total in nats, and the word-level perplexity that total implies."""
+    m = evaluate_tokens(model, tokens, batch_size=64)
+    total = m["loss"] * m["tokens"]
+    return {"loss": m["loss"], "chars_predicted": m["tokens"], "total_nats": total,
+            "words": word_count(text), "word_ppl": word_perplexity(total, text)}
+
+
 # -- data ----------------------------------------------------------------------------------------
 def prepare_corpus(folder: Path, data_dirs) -> dict[str, Any]:
     """Write train / valid (tuning) / test files into ``folder`` and say where they came from."""
@@ -149,10 +158,7 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     out: dict[str, Any] = {"config": cfg.to_dict(), "params": run.model.num_params(),
                            "best_val_loss": result.best_val_loss, "tokens_per_s": result.tokens_per_s}
     for split, text in texts.items():
-        m = evaluate_tokens(run.model, run.encode(text), batch_size=64)
-        total = m["loss"] * m["tokens"]
-        out[split] = {"loss": m["loss"], "chars_predicted": m["tokens"], "total_nats": total,
-                      "words": word_count(text), "word_ppl": word_perplexity(total, text)}
+        out[split] = score_text(run.model, run.encode(text), text)
     atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
     return out
 
