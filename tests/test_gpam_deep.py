@@ -62,6 +62,9 @@ def test_wikitext_split_train_on_valid_tune_on_its_tail_report_on_test(tmp_path)
     train, tune = ((tmp_path / "out" / f"{s}.txt").read_text() for s in ("train", "valid"))
     assert train + tune == valid and train.endswith("\n") and 0.85 < len(train) / len(valid) <= 0.9
     assert (tmp_path / "out" / "test.txt").read_text() == "test line\n" * 5
+    (wt / "train.txt").write_text("train line\n" * 9)  # with a train split the published splits serve
+    full = gpam_deep.prepare_corpus(tmp_path / "full", (str(tmp_path / "data"),))
+    assert full["train"] == "WikiText-2 train" and (tmp_path / "full" / "valid.txt").read_text() == valid
     fallback = gpam_deep.prepare_corpus(tmp_path / "other", (str(tmp_path / "nothing"),))
     assert fallback["corpus"] == "default" and "not in the data path" in fallback["test"]
 

@@ -3,9 +3,10 @@ scored: lam+ and lam- tuned separately on a validation split (chosen by its loss
 split reports), Post-LN beside Pre-LN, W_Q- per head vs shared, W_Q- with vs without weight
 decay, a parameter-matched softmax, and word-level perplexity beside the character-level loss.
 
-Data: WikiText-2 when it is in the data path. Only its valid and test splits may be there (this
-workplace has no train split), so the model trains on the first 90 % of WikiText-2 *valid*, lam
-is tuned on the last 10 % of valid, and the test split reports. Without WikiText-2 (tests, a
+Data: WikiText-2 when it is in the data path: with all three splits, train / valid (tuning) /
+test as published. With only its valid and test splits (as in this workplace), the model trains
+on the first 90 % of WikiText-2 *valid*, lam is tuned on the last 10 % of valid, and the test
+split reports. Without WikiText-2 (tests, a
 fresh machine) the embedded corpus is cut 80 / 10 / 10 instead, and the report says so.
 
 ``measure_deep_lm`` fills one frozen :class:`DeepLMResults`; every run is cached in its folder
@@ -115,7 +116,11 @@ def score_text(model, tokens, text: str) -> dict[str, float]:
 def prepare_corpus(folder: Path, data_dirs) -> dict[str, Any]:
     """Write train / valid (tuning) / test files into ``folder`` and say where they came from."""
     found = local_splits("wikitext-2", data_dirs)
-    if found is not None and "valid" in found[1] and "test" in found[1]:
+    if found is not None and {"train", "valid", "test"} <= set(found[1]):
+        splits = found[1]  # the full corpus: its own train / valid / test
+        info = {"corpus": "wikitext-2", "train": "WikiText-2 train", "tune": "WikiText-2 valid",
+                "test": "WikiText-2 test"}
+    elif found is not None and "valid" in found[1] and "test" in found[1]:
         valid, test = found[1]["valid"], found[1]["test"]
         cut = valid.rfind("\n", 0, int(0.9 * len(valid))) + 1
         splits = {"train": valid[:cut], "valid": valid[cut:], "test": test}
