@@ -113,3 +113,34 @@ def test_smoke_run_tunes_lambdas_reports_every_variant_and_reuses_its_runs(tmp_p
     assert again["test_loss"] == results["test_loss"]
     assert (out / "gpam_post" / "seed0" / "measure.json").stat().st_mtime_ns == stamp
     assert "softmax" in (out / "report.md").read_text()
+
+
+def test_an_interrupted_run_is_not_scored_and_resumes(tmp_path, monkeypatch):
+    from probattn.experiments.context import ExperimentContext
+    from probattn.train import Callback, Trainer, apply_overrides
+
+    class StopAtFirstEval(Callback):
+        def on_eval(self, trainer, step, metrics):
+            if step > 0:
+                trainer.request_stop()
+
+    corpus = tmp_path / "data"
+    gpam_deep.prepare_corpus(corpus, ())
+    scale = gpam_deep.DEEP_SETTINGS["smoke"]
+    cfg = apply_overrides(gpam_deep.deep_base(scale, corpus), {"train": {"max_steps": 4, "eval_interval": 2,
+                                                                         "device": "cpu"}})
+    texts = gpam_deep.scoring_texts(corpus, scale)
+    ctx = ExperimentContext(out_dir=tmp_path, scale="smoke", progress=False)
+    real_train = gpam_deep.train
+
+    def stopped_after_two_steps(config, run_dir, **kw):
+        return Trainer(config, run_dir, callbacks=[StopAtFirstEval()], **kw).fit()
+
+    monkeypatch.setattr(gpam_deep, "train", stopped_after_two_steps)
+    with pytest.raises(gpam_deep.TrainingInterrupted, match="interrupted"):
+        gpam_deep.measured_run(cfg, tmp_path / "run", texts, ctx)
+    assert not (tmp_path / "run" / "measure.json").exists()
+    monkeypatch.setattr(gpam_deep, "train", real_train)
+    resumed = gpam_deep.measured_run(cfg, tmp_path / "run", texts, ctx)
+    fresh = gpam_deep.measured_run(cfg, tmp_path / "fresh", texts, ctx)
+    assert resumed["test"] == fresh["test"]  # resuming gives the uninterrupted run's scores

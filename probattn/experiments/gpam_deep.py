@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import load_corpus, read_text_file
+from ..errors import ProbattnError
 from ..data.corpora import default_text, local_splits
 from ..io import atomic_write_text
 from ..report import paired_t_interval, summarize
@@ -33,6 +34,10 @@ from .context import ExperimentContext
 DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- tuned on validation, "
                "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity")
 SCALES = ("quick", "smoke", "paper")
+
+
+class TrainingInterrupted(ProbattnError):
+    """A run stopped by a signal: its checkpoint stays for the next call to resume."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,9 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     last = run_dir / "checkpoints" / "last.pt"
     resume = last.exists() and _same_run(load_checkpoint(last)[0]["config"], cfg.to_dict())
     result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress)
+    if result.interrupted:  # a stopped run is resumed by the next call, never scored half-trained
+        raise TrainingInterrupted(f"training of {run_dir} was interrupted at step {result.step}; "
+                                  "run the experiment again to resume it")
     run = load_run(run_dir)
     out: dict[str, Any] = {"config": cfg.to_dict(), "params": run.model.num_params(),
                            "best_val_loss": result.best_val_loss, "tokens_per_s": result.tokens_per_s}
