@@ -7,7 +7,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bayes,hf
+EXTRAS ?= test,bayes,hf,nmt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 

@@ -62,12 +62,16 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per field of the model, training and data configs; unset flags change nothing."""
+def add_config_flags(parser: argparse.ArgumentParser, sections=None) -> None:
+    """One flag per field of the model, training and data configs; unset flags change nothing.
+
+    ``sections``: ``(section, dataclass)`` pairs; the GPT's by default.
+    """
     from .model import GPTConfig
     from .train import DataConfig, TrainConfig
 
-    for section, cls in (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig)):
+    sections = sections or (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig))
+    for section, cls in sections:
         group = parser.add_argument_group(f"{section} settings (override the preset)")
         for name, f, tp in _field_flags(cls):
             if (section, name) == ("model", "vocab_size"):
@@ -252,6 +256,7 @@ EXTRA_COMMANDS: list[str] = [
     "probattn.diagnostics.cli:add_commands",
     "probattn.barrier.commands:add_commands",
     "probattn.phase.cli:add_commands",
+    "probattn.nmt.cli:add_commands",
 ]
 
 
