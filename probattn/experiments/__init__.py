@@ -20,6 +20,7 @@ EXPERIMENTS: dict[str, str] = {
     "gpam": "probattn.experiments.gpam",
     "support-tokens": "probattn.experiments.support_tokens",
     "phase": "probattn.experiments.phase",
+    "nmt": "probattn.experiments.nmt",
 }
 
 

@@ -8,6 +8,7 @@ starting at a random pair: little padding, one seeded generator (resumable like 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -127,7 +128,9 @@ class LabelSmoothedCE(Objective):
         return {"loss": loss, "acc": acc, "ppl": torch.exp(loss)}
 
 
+@functools.lru_cache(maxsize=4)
 def load_corpus_for(data) -> "ParallelCorpus":  # noqa: F821 - forward name for readers
+    """The corpus a data config describes (cached per process: experiments train many runs on it)."""
     corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
                            max_words=data.max_words, heldout_every=data.heldout_every)
     if data.max_train_pairs and len(corpus.train) > data.max_train_pairs:
@@ -142,6 +145,14 @@ def load_corpus_for(data) -> "ParallelCorpus":  # noqa: F821 - forward name for 
     return corpus
 
 
+@functools.lru_cache(maxsize=4)
+def train_tokenizer(data) -> SubwordTokenizer:
+    """The joint vocabulary of a data config's training split (cached per process)."""
+    corpus = load_corpus_for(data)
+    texts = [s for s, _ in corpus.train] + [t for _, t in corpus.train]
+    return SubwordTokenizer.train(texts, data.vocab_size, data.tokenizer)
+
+
 class NMTTask:
     """The trainer task for :class:`~probattn.nmt.config.NMTRunConfig` runs."""
 
@@ -154,8 +165,7 @@ class NMTTask:
         if meta:
             trainer.tokenizer = SubwordTokenizer.from_dict(meta["tokenizer"])
         else:
-            texts = [s for s, _ in corpus.train] + [t for _, t in corpus.train]
-            trainer.tokenizer = SubwordTokenizer.train(texts, cfg.data.vocab_size, cfg.data.tokenizer)
+            trainer.tokenizer = train_tokenizer(cfg.data)
         trainer.model_config = Seq2SeqConfig(**{**cfg.model.to_dict(), "vocab_size": trainer.tokenizer.vocab_size,
                                                 "pad_id": PAD, "bos_id": BOS, "eos_id": EOS})
         max_len = trainer.model_config.max_len
