@@ -21,6 +21,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +34,9 @@ from benchmarks.common import describe_device, synchronize  # noqa: E402
 from probattn.model import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from probattn.model.seq2seq import sinusoidal_positions  # noqa: E402
 from probattn.nmt.decode import beam_search  # noqa: E402
+
+
+warnings.filterwarnings("ignore", message="enable_nested_tensor")  # Pre-LN: torch explains its own slow path
 
 
 class TorchTransformer(nn.Module):

@@ -100,3 +100,19 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path, capsys):
     assert "does not match the checkpoint" in one_error(*run_cli(["translate", "--run", run, "--text", "Eins."],
                                                                  capsys)[::2])
     assert "exactly one of" in one_error(*run_cli(["translate", "--run", run], capsys)[::2])
+
+
+def test_resume_continues_exactly(tmp_path, capsys):
+    """8 steps straight = 4 steps, stop, resume to 8 (data order, dropout and optimiser restored)."""
+    import torch
+
+    data = corpus(tmp_path / "data")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--dropout", "0.1", "--eval-interval", "4", "--max-steps", "8"]
+    assert run_cli(smoke(data, straight, *common), capsys)[0] == 0
+    assert run_cli(smoke(data, split, *common[:-1], "4"), capsys)[0] == 0
+    assert run_cli(smoke(data, split, *common, "--resume"), capsys)[0] == 0
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
