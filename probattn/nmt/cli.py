@@ -142,7 +142,9 @@ def add_commands(sub) -> None:
     p.add_argument("--attention", default=None, help="mechanism for all three kinds (see probattn list)")
     p.add_argument("--attention-option", action="append", type=_parse_option, metavar="KEY=VALUE",
                    help="option for all three kinds' mechanism")
-    add_config_flags(p, _config_sections())
+    from .config import nmt_preset
+
+    add_config_flags(p, _config_sections(), nmt_preset("quick").to_dict())
     p.set_defaults(func=cmd_train_nmt)
 
     p = sub.add_parser("translate", help="translate sentences with a trained translation run")
