@@ -145,3 +145,54 @@ def hf_margins(model: nn.Module, input_ids: Tensor) -> LayerMargins:
     finally:
         model.train(was_training)
     return LayerMargins(torch.stack(signs), torch.stack(logs), "strict", False)
+
+
+def context_length(model: nn.Module) -> int:
+    from .attention import text_config
+
+    c = text_config(model.config)
+    return int(getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", 1024))
+
+
+def hf_text_margins(model: nn.Module, tokenizer, text: str, slide: bool = False, delta: float | None = None,
+                    block: int | None = None):
+    """:class:`probattn.barrier.support.TextMargins` of ``text`` under an HF model (strict map, layers).
+
+    Scored in windows as for probattn runs (:func:`probattn.barrier.support.text_margins`) when the
+    text is longer than ``block`` (default: the model's context) and ``slide`` is set.
+    """
+    from ...barrier.prior import FIRST_INFORMATIVE
+    from ...barrier.smooth import DEFAULT_DELTA
+    from ...barrier.support import TextMargins, window_starts
+    from ...errors import DataError
+
+    if not text:
+        raise DataError("the text is empty: nothing to score")
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    n = ids.numel()
+    if n < 3:
+        raise DataError(f"the text has {n} token(s): margins need at least three (a position and two earlier tokens)")
+    block = block or context_length(model)
+    if n > block and not slide:
+        raise DataError(f"the text has {n} tokens but the context is {block}; pass --slide to score it in windows "
+                        f"of {block} with stride {block // 2}, or shorten it")
+    delta = DEFAULT_DELTA if delta is None else delta
+    device = next(model.parameters()).device
+    starts = window_starts(n, block) if n > block else [0]
+    per_layer = None
+    for i, start in enumerate(starts):
+        window = ids[start:start + block].to(device)
+        chunk = hf_margins(model, window[None]).margins(delta)[:, 0].cpu()  # (L, H, T)
+        if per_layer is None:
+            per_layer = torch.full((chunk.shape[0], chunk.shape[1], n), float("nan"), dtype=chunk.dtype)
+        lo = 0 if i == 0 else starts[i - 1] + block  # a position takes the first window that holds it
+        hi = min(start + block, n)
+        if hi > lo:
+            per_layer[:, :, lo:hi] = chunk[:, :, lo - start:hi - start]
+    per_layer[:, :, :FIRST_INFORMATIVE] = float("nan")  # J_0 = J_1 = I for every text
+    flat = per_layer.amin(dim=1)
+    margins = flat.amin(dim=0)
+    argmin = torch.nan_to_num(flat, nan=float("inf")).argmin(dim=0)
+    tokens = [tokenizer.decode([int(t)]) for t in ids]
+    windows = [(s, min(s + block, n)) for s in starts]
+    return TextMargins(text, tokens, margins, per_layer, argmin, "layers", "strict", False, windows)
