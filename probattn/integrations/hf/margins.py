@@ -49,7 +49,8 @@ def _capture_forward(module, query, key, value, attention_mask, dropout=0.0, sca
     """Record the layer's (post-rotary) queries and keys, then attend as the model did."""
     record = getattr(module, "_probattn_record", None)
     if record is not None:
-        record.update(q=query.detach(), k=key.detach(), scaling=scaling)
+        keep = (lambda t: t.detach()) if record.get("detach", True) else (lambda t: t)
+        record.update(q=keep(query), k=keep(key), scaling=scaling)
     own = probattn_attention_forward if getattr(module, "_probattn_delegate", None) == IMPLEMENTATION else _sdpa_forward()
     return own(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
@@ -62,7 +63,7 @@ def _register_capture() -> None:
 
 
 @contextmanager
-def capture_attention(model: nn.Module):
+def capture_attention(model: nn.Module, detach: bool = True):
     """Within the block, each attention module's last call is recorded in ``module._probattn_record``:
     ``q``, ``k`` (B, H or H_kv, T, p), ``scaling``, ``hidden`` (its input u) and ``rotary``
     (``(cos, sin)`` or None)."""
@@ -73,10 +74,11 @@ def capture_attention(model: nn.Module):
 
     def pre_hook(module, args, kwargs):
         hidden = kwargs.get("hidden_states", args[0] if args else None)
-        module._probattn_record.update(hidden=hidden.detach(), rotary=kwargs.get("position_embeddings"))
+        module._probattn_record.update(hidden=hidden.detach(), rotary=kwargs.get("position_embeddings"),
+                                       mask=kwargs.get("attention_mask"))
 
     for m in modules:
-        m._probattn_record = {}
+        m._probattn_record = {"detach": detach}
         m._probattn_delegate = previous
         handles.append(m.register_forward_pre_hook(pre_hook, with_kwargs=True))
     model.set_attn_implementation(CAPTURE)
@@ -106,21 +108,35 @@ def rotation_matrices(module: nn.Module, rotary, head_dim: int, dtype=torch.floa
     return rotated.permute(0, 2, 3, 1)  # [b, t, i, j] = (R_t)_ij
 
 
-def layer_logdets(q: Tensor, k: Tensor, scale: float, rot: Tensor | None) -> tuple[Tensor, Tensor]:
-    """``(sign, log|det J_t|)`` (B, H, T) of the strict per-head map from post-rotary q, k."""
-    q, k = q.double(), k.double()
+def layer_small_matrices(q: Tensor, k: Tensor, scale: float, rot: Tensor | None) -> Tensor:
+    """``I_p - R_t M_t`` (B, H, T, p, p) of the strict per-head map from post-rotary q, k
+    (differentiable; ``det`` of it is ``det J_t``)."""
     if k.shape[1] != q.shape[1]:  # grouped key/value heads: each query head reads its group's key
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    rot = None if rot is None else rot.to(q.dtype)
     qhat = q if rot is None else torch.linalg.solve(rot[:, None], q[..., None])[..., 0]
     # a per-sequence shift of qhat and k leaves M_t unchanged (weights sum to one) and keeps it accurate
-    qc = qhat - qhat.mean(dim=2, keepdim=True)
-    kc = k - k.mean(dim=2, keepdim=True)
+    qc = qhat - qhat.mean(dim=2, keepdim=True).detach()
+    kc = k - k.mean(dim=2, keepdim=True).detach()
     p = q.shape[-1]
     means = strict_means(q, k, _outer_features(qc, kc), scale)  # weights from the real scores
     m = cov_from_means(means, p, scale)  # (B, H, T, p, p)
     eye = torch.eye(p, dtype=m.dtype, device=m.device)
-    small = eye - (m if rot is None else rot[:, None] @ m)
-    return torch.linalg.slogdet(small)
+    return eye - (m if rot is None else rot[:, None] @ m)
+
+
+def layer_logdets(q: Tensor, k: Tensor, scale: float, rot: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(sign, log|det J_t|)`` (B, H, T) in float64."""
+    rot = None if rot is None else rot.double()
+    return torch.linalg.slogdet(layer_small_matrices(q.double(), k.double(), scale, rot))
+
+
+def record_rotation(module: nn.Module, record: dict) -> Tensor | None:
+    return rotation_matrices(module, record["rotary"], record["q"].shape[-1])
+
+
+def record_scale(record: dict) -> float:
+    return float(record["scaling"] if record["scaling"] is not None else record["q"].shape[-1] ** -0.5)
 
 
 @torch.no_grad()
@@ -137,9 +153,7 @@ def hf_margins(model: nn.Module, input_ids: Tensor) -> LayerMargins:
                 if "q" not in rec:
                     raise ConfigError(f"{type(m).__name__} (layer {m.layer_idx}) did not call the attention "
                                       "interface: its queries and keys cannot be read")
-                scale = rec["scaling"] if rec["scaling"] is not None else rec["q"].shape[-1] ** -0.5
-                rot = rotation_matrices(m, rec["rotary"], rec["q"].shape[-1])
-                sign, logabs = layer_logdets(rec["q"], rec["k"], float(scale), rot)
+                sign, logabs = layer_logdets(rec["q"], rec["k"], record_scale(rec), record_rotation(m, rec))
                 signs.append(sign)
                 logs.append(logabs)
     finally:
