@@ -62,7 +62,7 @@ def test_every_cache_gives_the_logits_of_a_full_recompute(arch, attention):
     model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention])
     full = model(IDS, use_cache=False).logits
     for name, make, tol in _caches(model, arch, attention):
-        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_quantized_cache_matches_the_models_own_attention_with_the_same_cache():
@@ -172,7 +172,7 @@ def test_save_pretrained_then_load_pretrained_restores_mechanism_options_and_par
     before = model(IDS[:, :4]).logits
     model.save_pretrained(tmp_path / "m")
     saved = (tmp_path / "m" / "config.json").read_text()
-    assert '"probattn"' in saved and '"attention": "%s"' % attention in saved
+    assert '"probattn"' in saved and f'"attention": "{attention}"' in saved
     again = load_pretrained(tmp_path / "m")
     torch.testing.assert_close(again(IDS[:, :4]).logits, before, rtol=0, atol=0)
     layer = attention_layers(again)[1]
