@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ProbattnError
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -32,10 +34,22 @@ FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line."""
+    """argparse that reports a usage error on one line, and refuses NaN and infinities.
+
+    Every ``type=float`` flag of every command (those the studies add too) must be finite;
+    ranges are declared with ``type=number(...)`` (probattn.options).
+    """
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        message = " ".join(message.split())
+        message = re.sub(r"^argument ([^:]+): must be", r"\1 must be", message)
+        self.exit(2, f"probattn: error: {message} (see {self.prog} --help)\n")
+
+    def _get_value(self, action, arg_string):
+        value = super()._get_value(action, arg_string)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentError(action, f"must be a finite number, got {arg_string!r}")
+        return value
 
 
 def _field_flags(cls) -> list[tuple[str, dataclasses.Field, Any]]:
@@ -53,37 +67,56 @@ def _base_type(tp):
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
+    from .options import parse_key_value
+
+    return parse_key_value(text)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per field of the model, training and data configs; unset flags change nothing."""
-    from .model import GPTConfig
-    from .train import DataConfig, TrainConfig
+    """One flag per field of the model, training and data configs; unset flags change nothing.
 
+    Each flag's help is its field's meaning and its value in the default preset (quick); the
+    range declared on the field is checked while parsing, so the error names the flag.
+    """
+    from .model import GPTConfig
+    from .options import number
+    from .train import DataConfig, TrainConfig, preset_config
+
+    shown = preset_config("quick").to_dict()
     for section, cls in (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig)):
-        group = parser.add_argument_group(f"{section} settings (override the preset)")
+        group = parser.add_argument_group(f"{section} settings (override the preset; the defaults "
+                                          "shown are the quick preset's)")
         for name, f, tp in _field_flags(cls):
             if (section, name) == ("model", "vocab_size"):
                 continue  # set by the tokenizer
             flag = "--" + FLAG_NAMES.get((section, name), name.replace("_", "-"))
             dest = f"cfg__{section}__{name}"
             base = _base_type(tp)
-            kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
+            default = shown[section][name]
+            meaning = f.metadata.get("help", "")
+            kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS,
+                                  "help": f"{meaning} (default: {_show(default)})".replace("%", "%%")}
+            rng = f.metadata.get("range")
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             elif base is dict:
                 group.add_argument(flag, action="append", type=_parse_option, metavar="KEY=VALUE", **kw)
             elif base is tuple:
                 group.add_argument(flag, action="append", metavar="DIR", **kw)
+            elif rng is not None:
+                group.add_argument(flag, type=number(rng), metavar=name.upper(), **kw)
             else:
                 group.add_argument(flag, type=base, metavar=name.upper(), **kw)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -240,7 +273,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default=None, help="smoke, quick (default) or paper")
     p.add_argument("--out", default=None, help="report folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--seeds", type=number(SEED), nargs="+", default=None,
+                   help="distinct seeds (default: the experiment's own)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", action="append", default=None,
                    help="folder searched for named corpora (repeatable; also $PROBATTN_DATA)")
@@ -274,11 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate text from a trained run")
     _add_run_args(p)
     p.add_argument("--prompt", default="")
-    p.add_argument("--num-tokens", type=int, default=300)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-tokens", type=number(NON_NEGATIVE_INT), default=300,
+                   help="tokens generated after the prompt (default 300)")
+    p.add_argument("--num-samples", type=number(POSITIVE_INT), default=1)
+    p.add_argument("--temperature", type=number(NON_NEGATIVE), default=0.8,
+                   help="0: greedy; higher: more random (default 0.8)")
+    p.add_argument("--top-k", type=number(POSITIVE_INT), default=None,
+                   help="sample among the k most likely tokens only")
+    p.add_argument("--seed", type=number(SEED), default=0)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="loss, bits per character and accuracy on a split")
@@ -286,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
     p.add_argument("--data-dir", action="append", default=None)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--batch-size", type=number(POSITIVE_INT), default=16)
+    p.add_argument("--max-tokens", type=number(POSITIVE_INT), default=None,
+                   help="evaluate the first N tokens of the split only (default: all)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_eval)
 
@@ -314,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors and --help: the status, for callers of main() too
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except ProbattnError as e:

@@ -73,7 +73,7 @@ def test_pattern_is_only_materialised_when_hooked():
     calls = []
     mech = model.blocks[0].attn.mechanism
     original = mech.reference
-    mech.reference = lambda *a: calls.append(1) or original(*a)
+    mech.reference = lambda *a, **kw: calls.append(1) or original(*a, **kw)
     model(torch.randint(11, (1, 4)))
     assert calls == []
     model.run_with_cache(torch.randint(11, (1, 4)), names=["blocks.0.attn.hook_pattern"])
@@ -121,8 +121,8 @@ def test_generation_greedy_topk_and_seeded_sampling():
 @pytest.mark.parametrize("kw, message", [
     ({"n_head": 0}, "n_head must be a positive integer"),
     ({"n_embd": 10, "n_head": 4}, "divisible by n_head"),
-    ({"dropout": -0.1}, "dropout must be in"),
-    ({"dropout": 1.0}, "dropout must be in"),
+    ({"dropout": -0.1}, "dropout must be a finite number in"),
+    ({"dropout": 1.0}, "dropout must be a finite number in"),
     ({"attention": "bogus"}, "unknown attention"),
     ({"mlp_hidden": 0}, "mlp_hidden"),
 ])

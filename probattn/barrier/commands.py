@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, number
+
 
 def add_commands(sub) -> None:
     p = sub.add_parser("support-tokens", help="per-token margins and support tokens of a text under a run")
@@ -28,11 +30,11 @@ def add_commands(sub) -> None:
                    help="strict: the paper's map (s < t); inclusive: the GPT's own mask (s <= t)")
     p.add_argument("--values", action="store_true", help="include each layer's value/output map")
     pick = p.add_mutually_exclusive_group()
-    pick.add_argument("--top", type=int, default=None, help="support tokens = the K smallest margins (default 10)")
-    pick.add_argument("--quantile", type=float, default=None, help="... or those at or below this quantile")
+    pick.add_argument("--top", type=number(POSITIVE_INT), default=None, help="support tokens = the K smallest margins (default 10)")
+    pick.add_argument("--quantile", type=number(UNIT_OPEN), default=None, help="... or those at or below this quantile")
     p.add_argument("--slide", action="store_true",
                    help="score a text longer than the context in windows (stride block_size/2)")
-    p.add_argument("--delta", type=float, default=None, help="margin smoothing (default: the run's, else 0.01)")
+    p.add_argument("--delta", type=number(POSITIVE), default=None, help="margin smoothing (default: the run's, else 0.01)")
     p.add_argument("--out", default=None, help="output folder (default RUN/support-tokens)")
     p.set_defaults(func=cmd_support_tokens)
 
@@ -44,12 +46,12 @@ def add_commands(sub) -> None:
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
     p.add_argument("--data-dir", action="append", default=None)
-    p.add_argument("--sigmas", type=float, nargs="+", default=None, help="embedding noise levels x RMS")
-    p.add_argument("--rates", type=float, nargs="+", default=None, help="token perturbation rates")
+    p.add_argument("--sigmas", type=number(POSITIVE), nargs="+", default=None, help="embedding noise levels x RMS")
+    p.add_argument("--rates", type=number(UNIT_OPEN), nargs="+", default=None, help="token perturbation rates")
     p.add_argument("--kinds", nargs="+", default=None, choices=("substitute", "delete", "swap"))
-    p.add_argument("--max-tokens", type=int, default=20_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-tokens", type=number(POSITIVE_INT), default=20_000)
+    p.add_argument("--batch-size", type=number(POSITIVE_INT), default=16)
+    p.add_argument("--seed", type=number(SEED), default=0)
     p.add_argument("--json", default=None, help="output JSON (default RUN/robustness.json)")
     p.set_defaults(func=cmd_eval_robust)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..options import POSITIVE, Range, number
 
 
 def add_commands(subparsers) -> None:
@@ -17,14 +18,14 @@ def add_commands(subparsers) -> None:
         help="copy-task attention: P* and the phase diagram from the order-parameter theory",
         description="Minimise the order-parameter free energy over P and sigma_s for softmax and "
                     "linear attention; print P* and the kind of transition, write JSON and a figure.")
-    p.add_argument("--L", type=int, default=64, help="sequence length (default 64)")
-    p.add_argument("--V", type=int, default=None, help="vocabulary size (default: L)")
-    p.add_argument("--sigma-s", type=float, default=0.5, help="prior scale of the scores S")
-    p.add_argument("--sigma-w", type=float, default=1.0, help="prior scale of the readout W")
-    p.add_argument("--kappa", type=float, default=0.1, help="noise variance of the likelihood")
-    p.add_argument("--P-min", type=float, default=None, help="smallest P on the grid (default P*/10)")
-    p.add_argument("--P-max", type=float, default=None, help="largest P on the grid (default 10 P*)")
-    p.add_argument("--n-P", type=int, default=160, help="grid points in P")
+    p.add_argument("--L", type=number(Range(lo=2, integer=True)), default=64, help="sequence length (default 64)")
+    p.add_argument("--V", type=number(Range(lo=2, integer=True)), default=None, help="vocabulary size (default: L)")
+    p.add_argument("--sigma-s", type=number(POSITIVE), default=0.5, help="prior scale of the scores S")
+    p.add_argument("--sigma-w", type=number(POSITIVE), default=1.0, help="prior scale of the readout W")
+    p.add_argument("--kappa", type=number(POSITIVE), default=0.1, help="noise variance of the likelihood")
+    p.add_argument("--P-min", type=number(POSITIVE), default=None, help="smallest P on the grid (default P*/10)")
+    p.add_argument("--P-max", type=number(POSITIVE), default=None, help="largest P on the grid (default 10 P*)")
+    p.add_argument("--n-P", type=number(Range(lo=3, integer=True)), default=160, help="grid points in P")
     p.add_argument("--out", default="reports/phase-diagram", help="folder for phase_diagram.json/.png")
     p.add_argument("--no-figure", action="store_true", help="write the JSON only")
     p.set_defaults(func=cmd_phase_diagram)
