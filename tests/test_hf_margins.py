@@ -107,3 +107,22 @@ def test_margins_leave_the_model_as_it_was():
     hf_margins(model, tokens)
     assert model.config._attn_implementation == "probattn"
     torch.testing.assert_close(model(tokens).logits, before, rtol=0, atol=0)
+
+
+def test_text_longer_than_the_context_is_scored_in_windows():
+    from probattn.errors import DataError
+    from probattn.integrations.hf.margins import hf_text_margins
+
+    from .hf_models import char_tokenizer
+
+    model, tok = tiny_llama(), char_tokenizer()
+    text = "the cat sat on the mat and the dog sat on the log."
+    with pytest.raises(DataError, match="--slide"):
+        hf_text_margins(model, tok, text, block=16)
+    tm = hf_text_margins(model, tok, text, slide=True, block=16)
+    assert tm.windows[0] == (0, 16) and tm.windows[-1][1] == len(text)
+    first = hf_margins(model, torch.tensor([tok(text)["input_ids"][:16]])).token_margins()[0]
+    torch.testing.assert_close(tm.margins[2:16], first[2:].to(tm.margins.dtype))
+    second = hf_margins(model, torch.tensor([tok(text)["input_ids"][8:24]])).token_margins()[0]
+    torch.testing.assert_close(tm.margins[16:24], second[8:16].to(tm.margins.dtype))  # from the second window
+    assert not torch.isnan(tm.margins[2:]).any()

@@ -267,3 +267,15 @@ def test_padded_training_batch_equals_unpadded_rows(arch, attention):
     torch.testing.assert_close(out.loss.item(), total / count, rtol=1e-5, atol=1e-6)
     for name, grad in padded_grads.items():  # the batch mean over all targets
         torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad / count, rtol=1e-4, atol=1e-6)
+
+
+def test_models_the_mechanisms_cannot_compute_are_refused_with_the_reason():
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=40, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4))
+    with pytest.raises(ConfigError, match="encoder-decoder"):
+        use_probattn_attention(t5, "softmax")
+    gemma2 = transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+        vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8))
+    with pytest.raises(ConfigError, match="attn_logit_softcapping"):
+        use_probattn_attention(gemma2, "softmax")
