@@ -40,6 +40,10 @@ class TheoryConfig:
     sigma_s: float = 0.5
     sigma_w: float = 1.0
     kappa: float = 0.1
+    #: add the entropy of the directions of S off the shift line (entropy.py)
+    entropy: bool = False
+    #: free entries of S for that entropy (None: all L^2)
+    D: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.L, (int, np.integer)) or self.L < 2:
@@ -47,6 +51,8 @@ class TheoryConfig:
         if not isinstance(self.V, (int, np.integer)) or self.V < 2:
             raise ConfigError(f"vocabulary size V must be an integer >= 2, got {self.V!r}")
         check_scales(self.sigma_s, self.sigma_w, self.kappa)
+        if self.D is not None and (not isinstance(self.D, (int, np.integer)) or not self.L <= self.D <= self.L**2):
+            raise ConfigError(f"free entries D must be an integer in [L, L^2] = [{self.L}, {self.L**2}], got {self.D!r}")
 
     def replace(self, **kw) -> "TheoryConfig":
         return TheoryConfig(**{**asdict(self), **kw})
@@ -72,7 +78,14 @@ def free_energy_mq(m, q, sq_norm, P, L, V, sigma_s, sigma_w, kappa):
 
 
 def free_energy(lam, P, kind: str, cfg: TheoryConfig, sigma_s=None, kappa=None):
-    """F(lambda) on the ansatz; lam, P, sigma_s, kappa broadcast against each other."""
+    """F(lambda) on the ansatz; lam, P, sigma_s, kappa broadcast against each other.
+
+    With ``cfg.entropy`` the profile over the off-shift order parameter (entropy.py); for linear
+    attention lambda is then m."""
+    if cfg.entropy:
+        from .entropy import profile_free_energy
+
+        return profile_free_energy(lam, P, kind, cfg, sigma_s, kappa)
     m, q = order_parameters(lam, kind, cfg.L)
     sigma_s = cfg.sigma_s if sigma_s is None else sigma_s
     kappa = cfg.kappa if kappa is None else kappa
@@ -80,11 +93,16 @@ def free_energy(lam, P, kind: str, cfg: TheoryConfig, sigma_s=None, kappa=None):
                           sigma_s, cfg.sigma_w, kappa)
 
 
-def lambda_grid(kind: str, L: int, n: int = 2001) -> np.ndarray:
-    """Where the minima can be: softmax up to well past ln L; linear in [0, 1.5] (F is even)."""
+def lambda_grid(kind: str, L: int, n: int = 2001, cfg: TheoryConfig | None = None) -> np.ndarray:
+    """Where the minima can be: softmax up to well past ln L; linear in [0, 1.5] (F is even),
+    wider with the off-shift entropy (which inflates m when D > V^2; see entropy.py)."""
     if check_kind(kind) == "softmax":
         return np.linspace(-1.0, 2.0 * math.log(L) + 4.0, n)
-    return np.linspace(0.0, 1.5, n)
+    top = 1.5
+    if cfg is not None and cfg.entropy:
+        D = cfg.L**2 if cfg.D is None else cfg.D
+        top += 2.0 * math.sqrt(max(D - cfg.V**2, 0) * cfg.sigma_s**2 / cfg.L)
+    return np.linspace(0.0, top, n)
 
 
 def local_minima(F: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -97,7 +115,12 @@ def local_minima(F: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def linear_critical_P(cfg: TheoryConfig) -> float:
-    """Where the lambda^2 coefficient of the linear-attention F changes sign (see module doc)."""
+    """Where the lambda^2 coefficient of the linear-attention F changes sign (see module doc;
+    with ``cfg.entropy`` the m^2 coefficient of the corrected free energy)."""
+    if cfg.entropy:
+        from .entropy import linear_critical_P_entropy
+
+        return linear_critical_P_entropy(cfg)
     k0 = cfg.kappa / cfg.sigma_w**2
     a = cfg.L / (cfg.kappa * k0 * cfg.V)
     b = cfg.V / k0
@@ -119,7 +142,7 @@ class Minima:
 
 
 def minima_at(P: float, kind: str, cfg: TheoryConfig, lam=None) -> Minima:
-    lam = lambda_grid(kind, cfg.L) if lam is None else lam
+    lam = lambda_grid(kind, cfg.L, cfg=cfg) if lam is None else lam
     F = free_energy(lam, P, kind, cfg)
     idx = np.flatnonzero(local_minima(F))
     if kind == "linear" and F[0] <= F[1]:
@@ -151,7 +174,7 @@ def global_minimiser(P, kind: str, cfg: TheoryConfig, lam=None, sigma_s=None, ka
     """lambda*(P) and the number of local minima, for arrays of P (and scales), vectorised.
 
     For linear attention lambda = 0 counts as a minimum when F rises from it (F is even)."""
-    lam = lambda_grid(kind, cfg.L) if lam is None else lam
+    lam = lambda_grid(kind, cfg.L, cfg=cfg) if lam is None else lam
     shape = np.broadcast(np.asarray(P), np.asarray(sigma_s if sigma_s is not None else 0.0),
                          np.asarray(kappa if kappa is not None else 0.0)).shape
     lam_b = lam.reshape((-1,) + (1,) * len(shape))
@@ -184,7 +207,7 @@ def find_transition(kind: str, cfg: TheoryConfig, P_max: float | None = None,
             P* is where lambda* grows fastest in ln P.
     """
     check_kind(kind)
-    lam = lambda_grid(kind, cfg.L)
+    lam = lambda_grid(kind, cfg.L, cfg=cfg)
     if kind == "linear":
         P_c = linear_critical_P(cfg)
         Ps = np.linspace(0.5 * P_c, 1.5 * P_c, n_P)
