@@ -17,6 +17,8 @@ class SoftmaxAttention(AttentionMechanism):
     Reference path: explicit scores, mask, softmax and matmul.
     """
 
+    pattern_mixes_values = True
+
     def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_dropout_p(), is_causal=True, scale=self.scale

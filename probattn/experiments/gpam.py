@@ -124,7 +124,7 @@ def attention_map(run: LoadedRun, layer: int, data_dirs) -> np.ndarray:
     """Layer ``layer``'s attention weights (head, query, key) on the first validation window."""
     idx = run.encode(run_corpus(run, None, tuple(data_dirs)).valid)[: run.model.config.block_size][None]
     name = f"blocks.{layer}.attn.hook_pattern"
-    _, cache = run.model.run_with_cache(idx, names=[name])
+    _, cache = run.model.run_with_cache(idx, names_filter=[name])
     return cache[name][0].float().numpy()
 
 
