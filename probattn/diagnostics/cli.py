@@ -172,8 +172,8 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from ..report.figures import plt, save_figure
     from ..io import write_json
+    from ..report.figures import plt, save_figure
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):

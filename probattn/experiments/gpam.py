@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..diagnostics import RankCollapseCallback, faithfulness_sweep, gaussian_tokens, random_attention_stack, stack_profile
-from ..diagnostics import plots
+from ..diagnostics import (
+    RankCollapseCallback,
+    faithfulness_sweep,
+    gaussian_tokens,
+    plots,
+    random_attention_stack,
+    stack_profile,
+)
 from ..model import GPT, GPTConfig
 from ..report import fmt_mean_std, summarize
 from ..runs import LoadedRun, evaluate_tokens, load_run, run_corpus

@@ -28,7 +28,8 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.mlp_hidden is not None and (isinstance(self.mlp_hidden, bool) or not isinstance(self.mlp_hidden, int) or self.mlp_hidden <= 0):
+        width = self.mlp_hidden
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width <= 0):
             raise ConfigError(f"mlp_hidden must be a positive integer, got {self.mlp_hidden!r}")
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
@@ -52,7 +53,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -64,7 +64,8 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         shape = (B, T, self.n_head, self.head_dim)
-        return tuple(_through(hook, t.view(shape)) for hook, t in ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v)))
+        pairs = ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v))
+        return tuple(_through(hook, t.view(shape)) for hook, t in pairs)
 
     def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         B, T, C = x.shape

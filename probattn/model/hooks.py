@@ -13,8 +13,9 @@ may return a tensor to replace the activation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from torch import Tensor, nn
 
