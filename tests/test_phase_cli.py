@@ -6,6 +6,8 @@ import pytest
 
 from probattn.cli import main
 
+from .conftest import needs
+
 
 def test_phase_diagram_prints_P_star_and_writes_files(tmp_path, capsys):
     rc = main(["phase-diagram", "--L", "64", "--n-P", "40", "--out", str(tmp_path)])
@@ -41,6 +43,7 @@ def test_phase_diagram_non_numeric_flag_is_one_line(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@needs("arviz", "bayes")
 def test_phase_experiment_smoke(tmp_path, capsys):
     rc = main(["experiment", "phase", "--scale", "smoke", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out

@@ -135,7 +135,7 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
     full = residual_profile(model, idx)
     with torch.no_grad():
         pure = stack_profile(model_attention_stack(model), model.embed(idx))
-    _, cache = model.run_with_cache(idx[:1], names=[f"blocks.{layer}.attn.hook_pattern"])
+    _, cache = model.run_with_cache(idx[:1], names_filter=[f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].float().cpu()
 
     results = {"label": label, "attention": model.config.attention,
@@ -174,8 +174,8 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from ..report.figures import plt, save_figure
     from ..io import write_json
+    from ..report.figures import plt, save_figure
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):

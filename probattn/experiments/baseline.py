@@ -66,7 +66,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
     prompt = loaded.tokenizer.encode(start)
     g = torch.Generator().manual_seed(0)
     sample = loaded.model.generate(prompt[None, :], 300, temperature=0.8, top_k=20, generator=g)
-    report.heading("Sample (seed %d, temperature 0.8, top-k 20)" % runs[0].seed, 3)
+    report.heading(f"Sample (seed {runs[0].seed}, temperature 0.8, top-k 20)", 3)
     report.code(loaded.tokenizer.decode(sample[0]))
 
     report.results = {

@@ -17,7 +17,7 @@ class ExperimentContext:
     data_dirs: tuple[str, ...] = ()
     progress: bool = True
 
-    def child(self, name: str) -> "ExperimentContext":
+    def child(self, name: str) -> ExperimentContext:
         return replace(self, out_dir=Path(self.out_dir) / name)
 
     def seeds_or(self, default: tuple[int, ...]) -> tuple[int, ...]:

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..diagnostics import RankCollapseCallback, faithfulness_sweep, gaussian_tokens, random_attention_stack, stack_profile
-from ..diagnostics import plots
+from ..diagnostics import (
+    RankCollapseCallback,
+    faithfulness_sweep,
+    gaussian_tokens,
+    plots,
+    random_attention_stack,
+    stack_profile,
+)
 from ..model import GPT, GPTConfig
 from ..report import fmt_mean_std, summarize
 from ..runs import LoadedRun, evaluate_tokens, load_run, run_corpus
@@ -124,7 +129,7 @@ def attention_map(run: LoadedRun, layer: int, data_dirs) -> np.ndarray:
     """Layer ``layer``'s attention weights (head, query, key) on the first validation window."""
     idx = run.encode(run_corpus(run, None, tuple(data_dirs)).valid)[: run.model.config.block_size][None]
     name = f"blocks.{layer}.attn.hook_pattern"
-    _, cache = run.model.run_with_cache(idx, names=[name])
+    _, cache = run.model.run_with_cache(idx, names_filter=[name])
     return cache[name][0].float().numpy()
 
 
