@@ -14,6 +14,7 @@ Bad input ends with one ``probattn: error: ...`` line and a non-zero exit status
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,7 +25,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProbattnError
+from .errors import ConfigError, Interrupted, ProbattnError
+from .io import check_output_dir
 from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
 
 # Flags whose names differ from their config field.
@@ -139,10 +141,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = collect_overrides(args)
     out = Path(args.out) if args.out else Path("runs") / (args.preset or "quick")
+    if not args.print_config:
+        check_output_dir(out)
     if args.resume:
         saved = out / "config.json"
         if not saved.exists():
-            raise ConfigError(f"nothing to resume: {saved} does not exist")
+            raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
         try:
             base = RunConfig.from_dict(json.loads(saved.read_text()))
         except json.JSONDecodeError:
@@ -150,8 +154,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         base = preset_config(args.preset or "quick")
     config = apply_overrides(base, overrides)
+    if args.print_config:  # the resolved configuration, nothing trained or written
+        print(config.to_json())
+        return 0
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, announce=True)
     result = trainer.fit()
     if trainer.dist.is_main:
         if result.interrupted:
@@ -159,9 +166,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 130
         final = result.final
+        speed = (f"{result.tokens_per_s:,.0f} tokens/s after warm-up" if math.isfinite(result.tokens_per_s)
+                 else f"tokens/s not measured ({result.timed_steps} steps after warm-up)")
         print(f"done: {result.step} steps, best val loss {result.best_val_loss:.4f} "
-              f"(final {final.get('loss', math.nan):.4f}, acc {final.get('acc', math.nan):.3f}), "
-              f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
+              f"(final {final['loss']:.4f}, acc {final['acc']:.3f}), {speed} -> {out}")
     return 0
 
 
@@ -193,9 +201,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .io import atomic_write_text, check_output_file
     from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
-    from .io import atomic_write_text
 
+    if args.json:
+        check_output_file(args.json, "--json")
     run = load_run(args.run, args.checkpoint, device=args.device)
     corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))
     text = corpus.split(args.split)
@@ -221,13 +231,25 @@ def _context(args: argparse.Namespace, out: Path):
                              data_dirs=tuple(args.data_dir or ()), progress=not args.no_progress)
 
 
+@contextlib.contextmanager
+def _continuable(command: str):
+    """Ctrl-C outside a training step (between seeds, while reporting) also says how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; rerun the same {command} command to continue "
+                          "(finished runs are reused)") from None
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import experiment_module, run_experiment
 
     mod = experiment_module(args.name)
     args.scale = args.scale or mod.SCALES[0]
     out = Path(args.out) if args.out else Path("reports") / args.name / args.scale
-    result = run_experiment(args.name, _context(args, out))
+    check_output_dir(out)
+    with _continuable(f"probattn experiment {args.name}"):
+        result = run_experiment(args.name, _context(args, out))
     for k, v in result.headline.items():
         print(f"{k}: {v}")
     print(f"report: {result.report_dir / 'report.html'}")
@@ -239,7 +261,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     args.scale = args.scale or "quick"
     out = Path(args.out) if args.out else Path("reports") / f"reproduce-{args.scale}"
-    index, entries = reproduce(_context(args, out), args.only or None)
+    check_output_dir(out)
+    with _continuable("probattn reproduce"):
+        index, entries = reproduce(_context(args, out), args.only or None)
     for e in entries:
         print(f"{e['name']}: {e['status']}")
     print(f"index: {index}")
@@ -302,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration (preset + flags) as JSON and exit")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -365,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("probattn: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused (full disk, permissions): not a bug of ours
+        from .io import os_error_reason
+
+        where = f" {e.filename}" if e.filename else ""
+        print(f"probattn: error: cannot use{where}: {os_error_reason(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..io import check_output_dir
 from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, number
 
 
@@ -60,7 +61,11 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
     from .view import terminal_table, write_outputs
 
     text = read_text_file(args.file) if args.file is not None else args.text
+    if args.out:
+        check_output_dir(args.out)
     run = load_run(args.run, args.checkpoint, device=args.device)
+    if not args.out:
+        check_output_dir(run.run_dir / "support-tokens")
     delta = args.delta
     if delta is None:
         delta = float(dict(run.config.train.objective_options).get("delta", DEFAULT_DELTA))
@@ -80,16 +85,20 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_robust(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_text, check_output_file
     from ..robustness import RobustnessConfig, evaluate_robustness, format_table
     from ..runs import load_run, run_corpus
-    from ..io import atomic_write_text
 
+    if args.json:
+        check_output_file(args.json, "--json")
     defaults = RobustnessConfig()
     config = RobustnessConfig(
         sigmas=tuple(args.sigmas or defaults.sigmas), rates=tuple(args.rates or defaults.rates),
         kinds=tuple(args.kinds or defaults.kinds), max_tokens=args.max_tokens,
         batch_size=args.batch_size, seed=args.seed)
     run = load_run(args.run, args.checkpoint, device=args.device)
+    if not args.json:
+        check_output_file(run.run_dir / "robustness.json", "--json")
     corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))
     tokens = run.encode(corpus.split(args.split))
     result = evaluate_robustness(run.model, tokens, config, args.device)

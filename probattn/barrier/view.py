@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write_text, make_dir
 from ..report.document import CSS
 from ..report.figures import new_figure, save_figure
-from ..io import atomic_write_text
 from .support import TextMargins
 
 #: characters shown as a visible symbol in the HTML and the terminal
@@ -117,7 +117,7 @@ def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str
 
 def write_outputs(tm: TextMargins, support: torch.Tensor, out_dir: Path, title: str) -> dict[str, Path]:
     """support_tokens.html, margins_hist.png and margins.json in ``out_dir`` (atomic writes)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     hist = save_figure(histogram_figure(tm, support), out_dir / "margins_hist.png")
     page = out_dir / "support_tokens.html"
     atomic_write_text(page, html_page(tm, support, hist, title))

@@ -174,13 +174,14 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir, write_json
     from ..report.figures import plt, save_figure
-    from ..io import write_json
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
         raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
     model, idx, label, records, out = _load_source(args)
+    check_output_dir(out)
     try:
         results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
     except ConfigError:
