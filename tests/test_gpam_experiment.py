@@ -54,6 +54,7 @@ def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
     assert all(0 < lam < 2 for lams in results["learned_lambdas"].values() for lam in lams)
     report = (out / "report.md").read_text()
     assert "Does daGPAM help here?" in report and "108.26" in report
+    assert results["tokens_per_s"] is None and "n/a: fewer than 100 steps timed" in report
     for name in ("loss_curves", "attention_maps", "deep_rank_collapse", "grad_norms", "faithfulness",
                  "random_stacks"):
         assert (out / "figures" / f"{name}.png").exists()

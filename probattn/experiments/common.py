@@ -28,6 +28,19 @@ class SeedRun:
         return [r["step"] for r in rows], [float(r[key]) for r in rows]
 
 
+#: a report shows training throughput only when every run timed at least this many steps after
+#: warm-up; a dozen steps on a shared machine measure start-up and neighbours, not the method
+REPORT_MIN_TIMED_STEPS = 100
+
+
+def report_throughput(runs: list[SeedRun]) -> list[float] | None:
+    """Tokens/s per run after warm-up, or None when too few steps were timed to report it."""
+    if any(r.result.timed_steps < REPORT_MIN_TIMED_STEPS or not math.isfinite(r.result.tokens_per_s)
+           for r in runs):
+        return None
+    return [r.result.tokens_per_s for r in runs]
+
+
 def train_seeds(config: RunConfig, seeds: tuple[int, ...], out_dir: Path, ctx: ExperimentContext,
                 callbacks_for_seed=None) -> list[SeedRun]:
     """Train ``config`` once per seed into ``out_dir/seed<k>``.

@@ -18,7 +18,7 @@ from ..model import GPT, GPTConfig
 from ..report import Report, fmt_mean_std, mean_band, new_figure, summarize
 from ..runs import evaluate_tokens, load_run, run_corpus
 from ..train import RunConfig, apply_overrides, preset_config
-from .common import SeedRun, train_seeds
+from .common import REPORT_MIN_TIMED_STEPS, SeedRun, report_throughput, train_seeds
 from .context import ExperimentContext, ExperimentResult
 
 DESCRIPTION = ("daGPAM vs softmax, Diff attention and a parameter-matched softmax (char LM, seeds); "
@@ -140,7 +140,8 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
     params = {key: count_params(GPTConfig(**{**cfg.model.to_dict(), "vocab_size": 65})) for key, cfg in configs.items()}
     full_loss = {key: [full_split_loss(r, data_dirs) for r in rs] for key, rs in runs.items()}
     best = {key: [r.result.best_val_loss for r in rs] for key, rs in runs.items()}
-    speed = {key: [r.result.tokens_per_s for r in rs] for key, rs in runs.items()}
+    speed = {key: report_throughput(rs) for key, rs in runs.items()}
+    speed = speed if all(v is not None for v in speed.values()) else None  # too few steps: left out
     lambdas = {s: learned_lambdas(r.run_dir) for s, r in zip(seeds, runs["gpam_trainable"])}
 
     # -- deep model: the paper's analysis -----------------------------------------------------------
@@ -188,7 +189,8 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
                      fmt_mean_std([v / math.log(2) for v in full_loss[key]], 4), fmt_mean_std(best[key], 4),
                      fmt_mean_std(d_soft, 4) if key != "softmax" else "-",
                      fmt_mean_std(d_match, 4) if key != "softmax_matched" else "-",
-                     f"{sum(speed[key]) / len(speed[key]) / (sum(speed['softmax']) / len(speed['softmax'])):.2f}x"])
+                     f"{sum(speed[key]) / len(speed[key]) / (sum(speed['softmax']) / len(speed['softmax'])):.2f}x"
+                     if speed else "n/a"])
         if key != "softmax":
             verdicts[key] = {"vs softmax": paired_verdict(d_soft)}
         if key != "softmax_matched":
@@ -197,7 +199,9 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
                   "best val loss (fixed batches)", "minus softmax (paired)", "minus matched softmax (paired)",
                   "train tokens/s vs softmax"], rows,
                  caption="mean ± std over seeds; differences are per seed (negative = variant better); "
-                         "tokens/s comes from training on a possibly shared machine: see the benchmark for cost")
+                         "tokens/s comes from training (after warm-up) on a possibly shared machine: see the "
+                         "benchmark for cost" + ("" if speed else f"; n/a: fewer than {REPORT_MIN_TIMED_STEPS} "
+                                                               "steps timed per run at this scale"))
     per_seed = [[s] + [full_loss[k][i] for k in VARIANTS] for i, s in enumerate(seeds)]
     report.table(["seed"] + [VARIANTS[k][0] for k in VARIANTS], per_seed,
                  caption="validation loss (full split, best checkpoint) per seed")
@@ -333,7 +337,7 @@ def write_report(ctx, seeds, configs, runs, params, full_loss, best, speed, lamb
         "configs": {k: c.to_dict() for k, c in configs.items()}, "params": params,
         "val_loss_full_split": {k: summarize(v) for k, v in full_loss.items()},
         "best_val_loss_fixed_batches": {k: summarize(v) for k, v in best.items()},
-        "tokens_per_s": {k: summarize(v) for k, v in speed.items()},
+        "tokens_per_s": {k: summarize(v) for k, v in speed.items()} if speed else None,
         "verdicts": verdicts, "learned_lambdas": lambdas, "negative_weight_fraction": negative,
         "deep": {"profiles": profiles, "mean_grad_norm_q": mean_grads, "grad_ratio_gpam_over_softmax": ratio},
         "random_stacks": random_stacks, "faithfulness": sweep,
