@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/probattn train --preset quick --out runs/quick --overwrite
-	$(BIN)/probattn sample --run runs/quick --prompt "The " --num-tokens 200
+	$(BIN)/probattn train --preset quick --out runs/demo --overwrite
+	$(BIN)/probattn sample --run runs/demo --prompt "The " --num-tokens 200
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
 from .io import check_output_dir
-from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -136,11 +136,45 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 # -- train --------------------------------------------------------------------------------------
+#: flags that do not change what is trained, left out of the default run-folder name
+_NAMELESS = {("data", "data_dirs"), ("data", "download"), ("train", "device"), ("train", "compile"),
+             ("train", "tensorboard"), ("train", "wandb_project"), ("train", "log_interval"),
+             ("train", "checkpoint_interval")}
+
+
+def default_run_dir(preset: str | None, overrides: dict[str, dict[str, Any]]) -> Path:
+    """``runs/<preset>`` plus the flags that change the run, in the order given.
+
+    ``train --preset quick --attention gpam`` goes to ``runs/quick-attention-gpam``, so two
+    different commands never meet in one folder (nor in ``make demo``'s ``runs/demo``).
+    """
+    parts = [preset or "quick"]
+    for section, values in overrides.items():
+        for name, value in values.items():
+            if (section, name) in _NAMELESS:
+                continue
+            flag = FLAG_NAMES.get((section, name), name.replace("_", "-"))
+            if isinstance(value, dict):
+                parts += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
+            elif name in ("corpus", "valid_data"):
+                parts.append(f"{flag}-{Path(str(value)).stem or value}")
+            else:
+                parts.append(f"{flag}-{str(value).lower() if isinstance(value, bool) else value}")
+    name = re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts)).strip(".") or "run"
+    if len(name) > 100:
+        import hashlib
+
+        name = name[:90] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return Path("runs") / name
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import RunConfig, Trainer, apply_overrides, preset_config
 
     overrides = collect_overrides(args)
-    out = Path(args.out) if args.out else Path("runs") / (args.preset or "quick")
+    if not args.out and args.resume:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
+    out = Path(args.out) if args.out else default_run_dir(args.preset, overrides)
     if not args.print_config:
         check_output_dir(out)
     if args.resume:
@@ -259,7 +293,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
 
+    from .experiments import EXPERIMENTS, experiment_module
+
     args.scale = args.scale or "quick"
+    for name in args.only or sorted(EXPERIMENTS):  # bad names and scales: refused before any work
+        if args.scale not in experiment_module(name).SCALES:
+            raise ConfigError(f"experiment {name!r} has no scale {args.scale!r}; available: "
+                              f"{', '.join(experiment_module(name).SCALES)}")
     out = Path(args.out) if args.out else Path("reports") / f"reproduce-{args.scale}"
     check_output_dir(out)
     with _continuable("probattn reproduce"):
@@ -291,7 +331,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
 
 
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:
@@ -299,7 +339,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="report folder")
     p.add_argument("--seeds", type=number(SEED), nargs="+", default=None,
                    help="distinct seeds (default: the experiment's own)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_flag, default="auto",
+                   help="auto (CUDA when available, default), cpu, cuda, cuda:N or mps")
     p.add_argument("--data-dir", action="append", default=None,
                    help="folder searched for named corpora (repeatable; also $PROBATTN_DATA)")
     p.add_argument("--no-progress", action="store_true")
@@ -322,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a GPT (presets: quick, tiny, shakespeare-char)")
     p.add_argument("--preset", default=None, help="quick (default), tiny, shakespeare-char")
-    p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<preset> followed by the "
+                   "flags given, e.g. runs/quick-attention-gpam)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 
 from ..io import check_output_dir
-from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, number
+from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("support-tokens", help="per-token margins and support tokens of a text under a run")
     p.add_argument("--run", required=True, help="run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="the text to score")
     src.add_argument("--file", help="a UTF-8 text file to score")
@@ -39,7 +39,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("eval-robust", help="clean vs perturbed loss, bits/char and accuracy of a run")
     p.add_argument("--run", required=True, help="run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
     p.add_argument("--data-dir", action="append", default=None)

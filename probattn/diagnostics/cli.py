@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
+from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
 
 
 def add_commands(subparsers) -> None:
@@ -38,7 +38,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=1.0)
     p.add_argument("--out", default=None, help="output folder (default: <run>/diagnostics or "
                                                 "reports/diagnose/<attention>)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     p.set_defaults(func=cmd_diagnose)
 
 
