@@ -73,7 +73,7 @@ def test_pattern_is_only_materialised_when_hooked():
     calls = []
     mech = model.blocks[0].attn.mechanism
     original = mech.reference
-    mech.reference = lambda *a: calls.append(1) or original(*a)
+    mech.reference = lambda *a, **kw: calls.append(1) or original(*a, **kw)
     model(torch.randint(11, (1, 4)))
     assert calls == []
     model.run_with_cache(torch.randint(11, (1, 4)), names=["blocks.0.attn.hook_pattern"])

@@ -72,6 +72,44 @@ class Callback:
     def on_step_end(self, trainer: "Trainer", step: int, record: dict[str, Any]) -> None: ...
 
 
+class LMTask:
+    """What the trainer trains, the default: a GPT on random windows of a text corpus.
+
+    A task sets ``tokenizer`` (with ``to_dict``), ``model_config``, ``batches`` (``next()`` and a
+    ``generator`` whose state resumes the data), ``eval_batches`` (a list of ``(x, y)``) and
+    ``tokens_per_step`` on the trainer, and builds the model; ``x`` may be a tuple of tensors.
+    """
+
+    def prepare(self, trainer: "Trainer", meta: dict | None) -> None:
+        cfg = trainer.config
+        corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
+                             cfg.data.train_fraction, cfg.data.download)
+        trainer.corpus = corpus
+        trainer.tokenizer = (tokenizer_from_dict(meta["tokenizer"]) if meta
+                             else build_tokenizer(cfg.data.tokenizer, *corpus.all_text))
+        train_tokens = trainer.tokenizer.encode(corpus.train)
+        valid_tokens = trainer.tokenizer.encode(corpus.valid)
+        trainer.model_config = cfg.model.__class__(**{**cfg.model.to_dict(),
+                                                      "vocab_size": trainer.tokenizer.vocab_size})
+        t, dist = cfg.train, trainer.dist
+        block = trainer.model_config.block_size
+        trainer.batches = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed,
+                                        rank=dist.rank, world_size=dist.world_size)
+        trainer.eval_batches = fixed_eval_batches(valid_tokens, block, t.batch_size, t.eval_batches,
+                                                  seed=t.seed + 1, rank=dist.rank, world_size=dist.world_size)
+        trainer.tokens_per_step = t.batch_size * t.grad_accum * dist.world_size * block
+
+    def build_model(self, model_config) -> nn.Module:
+        return GPT(model_config)
+
+
+def to_device(x, device: torch.device):
+    """A tensor, or a tuple of tensors, on ``device``."""
+    if isinstance(x, tuple):
+        return tuple(to_device(part, device) for part in x)
+    return x.to(device, non_blocking=True)
+
+
 class TrainModule(nn.Module):
     """Model + objective as one module, so DDP sees (and syncs) the objective's parameters too."""
 
@@ -126,8 +164,9 @@ def config_differences(old: dict, new: dict) -> list[str]:
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
                  overwrite: bool = False, callbacks: list[Callback] | tuple = (),
-                 progress: bool = True, announce: bool = False):
+                 progress: bool = True, task=None, announce: bool = False):
         self.config = config
+        self.task = task if task is not None else LMTask()
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.overwrite = overwrite
@@ -228,26 +267,11 @@ class Trainer:
         self.best_val_loss = meta["best_val_loss"] if meta else math.inf
         self.best_val_loss = math.inf if self.best_val_loss is None else self.best_val_loss
 
-        corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
-                             cfg.data.train_fraction, cfg.data.download)
-        self.corpus = corpus
-        self.tokenizer = (tokenizer_from_dict(meta["tokenizer"]) if meta
-                          else build_tokenizer(cfg.data.tokenizer, *corpus.all_text))
-        train_tokens = self.tokenizer.encode(corpus.train)
-        valid_tokens = self.tokenizer.encode(corpus.valid)
-        self.model_config = cfg.model.__class__(**{**cfg.model.to_dict(),
-                                                   "vocab_size": self.tokenizer.vocab_size})
+        self.task.prepare(self, meta)  # tokenizer, model_config, batches, eval_batches, tokens_per_step
         t = cfg.train
-        world = self.dist.world_size
-        self.batches = RandomWindows(train_tokens, self.model_config.block_size, t.batch_size,
-                                     seed=t.seed, rank=self.dist.rank, world_size=world)
-        self.eval_batches = fixed_eval_batches(valid_tokens, self.model_config.block_size,
-                                               t.batch_size, t.eval_batches, seed=t.seed + 1,
-                                               rank=self.dist.rank, world_size=world)
-        self.tokens_per_step = t.batch_size * t.grad_accum * world * self.model_config.block_size
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank
-        self.model = GPT(self.model_config).to(self.device)
+        self.model = self.task.build_model(self.model_config).to(self.device)
         self.objective = build_objective(t.objective, dict(t.objective_options), self.model).to(self.device)
         self.optimizer = self._make_optimizer()
         if meta:
@@ -395,7 +419,7 @@ class Trainer:
         self.objective.eval()
         per_batch: dict[str, list[float]] = {}
         for x, y in self.eval_batches:
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = to_device(x, self.device), to_device(y, self.device)
             with self._autocast():
                 metrics = self.objective.eval_metrics(self.forward_model, x, y)
             for k, v in metrics.items():
@@ -422,7 +446,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for micro in range(t.grad_accum):
             x, y = self.batches.next()
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device), to_device(y, self.device)
             sync = contextlib.nullcontext()
             if self.dist.enabled and micro < t.grad_accum - 1:
                 sync = self.train_module.no_sync()
@@ -554,14 +578,20 @@ class Trainer:
 
     def plan(self) -> str:
         """One paragraph before the first step: what is trained, on what, where it goes."""
-        m, t, c = self.model_config, self.config.train, self.corpus
+        m, t = self.model_config, self.config.train
         start = f"resuming at step {self.start_step} of {t.max_steps}" if self.start_step else f"{t.max_steps} steps"
         procs = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
-        return (f"train: {self.model.num_params() / 1e6:.2f} M parameters ({m.n_layer} layers, {m.n_head} heads, "
-                f"width {m.n_embd}, context {m.block_size}, attention {m.attention}, objective {t.objective}); "
-                f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
-                f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens); device {self.device}{procs}; "
-                f"{start} of {t.batch_size * t.grad_accum} x {m.block_size} tokens, seed {t.seed} -> {self.run_dir}")
+        keys = ("n_layer", "n_head", "n_embd", "block_size")
+        shape = (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}"
+                 if all(hasattr(m, k) for k in keys) else type(m).__name__)
+        c = getattr(self, "corpus", None)  # the language-model task's text; other tasks name their own
+        data = (f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
+                f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens)" if c is not None
+                else f"task {type(self.task).__name__}")
+        per_step = f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens per step"
+        return (f"train: {self.model.num_params() / 1e6:.2f} M parameters ({shape}, "
+                f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
+                f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
     def _write_summary(self, status: str, step: int, last_eval: dict, timer: "Throughput", **extra) -> None:
         if not self.dist.is_main:
@@ -626,6 +656,8 @@ def query_grad_norms(model: GPT) -> dict[str, float]:
     ``query_parameters()``; their joint gradient norm is logged as ``grad_norm_q_extra.{layer}``.
     """
     out = {}
+    if not hasattr(model, "blocks"):  # not a GPT: the encoder-decoder logs no query norms
+        return out
     C = model.config.n_embd
     for i, block in enumerate(model.blocks):
         grad = block.attn.c_attn.weight.grad
