@@ -136,10 +136,12 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 # -- train --------------------------------------------------------------------------------------
-#: flags that do not change what is trained, left out of the default run-folder name
-_NAMELESS = {("data", "data_dirs"), ("data", "download"), ("train", "device"), ("train", "compile"),
-             ("train", "tensorboard"), ("train", "wandb_project"), ("train", "log_interval"),
-             ("train", "checkpoint_interval")}
+#: flags left out of the default run-folder name: those a resume may change (the length of
+#: the run, logging, device) do not make it another run
+def _nameless() -> set[tuple[str, str]]:
+    from .train.trainer import RESUMABLE_CHANGES
+
+    return set(RESUMABLE_CHANGES) | {("train", "compile")}
 
 
 def default_run_dir(preset: str | None, overrides: dict[str, dict[str, Any]]) -> Path:
@@ -151,7 +153,7 @@ def default_run_dir(preset: str | None, overrides: dict[str, dict[str, Any]]) ->
     parts = [preset or "quick"]
     for section, values in overrides.items():
         for name, value in values.items():
-            if (section, name) in _NAMELESS:
+            if (section, name) in _nameless():
                 continue
             flag = FLAG_NAMES.get((section, name), name.replace("_", "-"))
             if isinstance(value, dict):

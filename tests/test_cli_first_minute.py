@@ -22,7 +22,7 @@ def test_training_says_what_it_is_about_to_do_before_the_first_step(tmp_path, ca
     code, out, _ = run_cli(["train", *FLAGS, "--out", run], capsys)
     first, *rest = out.splitlines()
     assert code == 0 and rest[-1].startswith("done: 4 steps")
-    for words in ("M parameters (1 layers, 2 heads, width 16, context 32", "data default (",
+    for words in (" parameters (1 layers, 2 heads, width 16, context 32", "data default (",
                   "char tokenizer", "device cpu", "4 steps of 2 x 32 tokens, seed 1337", f"-> {run}"):
         assert words in first, (words, first)
     code, out, _ = run_cli(["train", "--resume", "--out", run, "--max-steps", "6", "--no-progress"], capsys)

@@ -588,8 +588,11 @@ class Trainer:
         data = (f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
                 f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens)" if c is not None
                 else f"task {type(self.task).__name__}")
-        per_step = f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens per step"
-        return (f"train: {self.model.num_params() / 1e6:.2f} M parameters ({shape}, "
+        per_step = (f"{t.batch_size * t.grad_accum} x {m.block_size} tokens" if hasattr(m, "block_size")
+                    else f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens")
+        n = self.model.num_params()
+        size = f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}"
+        return (f"train: {size} parameters ({shape}, "
                 f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
                 f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
