@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -213,3 +214,30 @@ def test_files_follow_the_umask(tmp_path, capsys, umask):
     assert len(files) >= 10
     modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_two_real_trainings_into_one_folder(tmp_path, capsys):
+    """A second `probattn train` while one writes is refused; kill -9 of the first traps nobody."""
+    from probattn.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "probattn", "train", *FLAGS[:-1], "--max-steps", "100000",
+                              "--eval-interval", "100000", "--checkpoint-interval", "5", "--out", str(run)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.pt").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first training did not start"
+            time.sleep(0.2)
+        for extra in ([], ["--overwrite"]):
+            code, out, err = run_cli(["train", *FLAGS, "--out", run, *extra], capsys)
+            assert code != 0 and f"in use by another probattn process (pid {first.pid})" in one_error_line(err)
+            assert (run / "checkpoints" / "last.pt").exists()  # --overwrite removed nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    step = load_checkpoint(run / "checkpoints" / "last.pt")[0]["step"]
+    code, out, err = run_cli(["train", "--resume", "--out", run, "--max-steps", str(step + 2), "--no-progress"], capsys)
+    assert code == 0 and f"done: {step + 2} steps" in out, err
