@@ -12,7 +12,7 @@ EXTRAS ?= test,bayes,hf,nmt,pretrained,lint
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test test-pretrained lint bench install clean
+.PHONY: demo test test-slow lint bench install clean
 
 install: $(STAMP)
 
@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/probattn train --preset quick --out runs/quick --overwrite
-	$(BIN)/probattn sample --run runs/quick --prompt "The " --num-tokens 200
+	$(BIN)/probattn train --preset quick --out runs/demo --overwrite
+	$(BIN)/probattn sample --run runs/demo --prompt "The " --num-tokens 200
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -35,8 +35,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test-pretrained: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow tests/test_hf_pretrained.py
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py

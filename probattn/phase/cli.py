@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import check_output_dir
 from ..options import POSITIVE, Range, number
 
 
@@ -53,6 +54,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.n_P < 3:
         raise ConfigError(f"--n-P must be at least 3, got {args.n_P}")
+    check_output_dir(args.out)
     cfg = TheoryConfig(L=args.L, V=args.V if args.V is not None else args.L,
                        sigma_s=args.sigma_s, sigma_w=args.sigma_w, kappa=args.kappa,
                        entropy=args.entropy, causal=args.causal)
