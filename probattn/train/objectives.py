@@ -20,6 +20,7 @@ from ..errors import ConfigError
 OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
     "barrier": "probattn.barrier.objective:BarrierObjective",
+    "embedding_noise": "probattn.robustness.augment:EmbeddingNoiseObjective",
 }
 
 
