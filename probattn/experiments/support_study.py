@@ -98,13 +98,13 @@ SCALES_DEF: dict[str, Scale] = {
     "cpu": Scale(
         preset="quick",
         overrides={"model": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64, "dropout": 0.0},
-                   "train": {"max_steps": 300, "batch_size": 32, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 30,
+                   "train": {"max_steps": 250, "batch_size": 32, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 30,
                              "eval_interval": 50, "eval_batches": 4, "log_interval": 50, "weight_decay": 0.1}},
         plans=(CorpusPlan(WIKITEXT, _cpu_variants(0.1, 1.0), tuple(range(8))),
                CorpusPlan(SHAKESPEARE, _SECONDARY, tuple(range(3))),
                CorpusPlan(DEFAULT_CORPUS, _SECONDARY, tuple(range(3)))),
         robustness=RobustnessConfig(max_tokens=4_096, **_ROBUST),
-        note="CPU scale: 2 layers x 4 heads x 64 wide, context 64, batch 32, 300 steps; sized for about an "
+        note="CPU scale: 2 layers x 4 heads x 64 wide, context 64, batch 32, 250 steps; sized for about an "
              "hour of a shared core (WikiText-2: 9 variants x 8 seeds; Tiny Shakespeare and the default corpus: "
              "3 variants x 3 seeds, cut from 4 x 4 to fit)"),
     "smoke": Scale(
@@ -125,6 +125,10 @@ SCALES_DEF: dict[str, Scale] = {
         note="GPU scale: nanoGPT's baby GPT (6 layers x 6 heads x 384, context 256, dropout 0.2, 5000 steps); "
              "the dropout control is 0.3 (baseline 0.2)"),
 }
+
+
+class StudyInterrupted(ProbattnError):
+    pass
 
 
 def slug(text: str) -> str:
@@ -171,7 +175,9 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     x, y = held_out_windows(tokenizer.encode(corpus.valid), cfg.model.block_size, scale.tracker_windows)
     tracker = MarginTracker(x)
     start = time.perf_counter()
-    train(cfg, run_dir, overwrite=True, callbacks=[tracker], progress=progress)
+    trained = train(cfg, run_dir, overwrite=True, callbacks=[tracker], progress=progress)
+    if trained.interrupted:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
+        raise StudyInterrupted(f"interrupted during {run_dir}; run the same command again to resume")
     train_s = time.perf_counter() - start
     run = load_run(run_dir, which="last")
     if run.encode(corpus.valid[:1000]).tolist() != tokenizer.encode(corpus.valid[:1000]).tolist():
