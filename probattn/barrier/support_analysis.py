@@ -36,10 +36,15 @@ def jaccard(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def _loss(model, x: Tensor, y: Tensor, emb: Tensor | None = None) -> float:
-    logits = model(x)[0] if emb is None else model.forward_embeddings(emb)
-    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)))
+    dev = _device(model)
+    logits = model(x.to(dev))[0] if emb is None else model.forward_embeddings(emb)
+    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(dev).reshape(-1)))
 
 
 def _substituted(x: Tensor, pairs, vocab: int, g: torch.Generator) -> Tensor:
@@ -51,13 +56,14 @@ def _substituted(x: Tensor, pairs, vocab: int, g: torch.Generator) -> Tensor:
 
 
 def _noised(model, x: Tensor, pairs, sigma: float, g: torch.Generator) -> Tensor:
-    emb = model.embed(x)
+    """Embeddings with Gaussian noise (sigma x the windows' embedding RMS) at ``pairs`` only."""
+    emb = model.embed(x.to(_device(model)))
     rms = float(emb.pow(2).mean().sqrt())
     mask = torch.zeros(x.shape, dtype=torch.bool)
     for w, t in pairs:
         mask[w, t] = True
-    noise = torch.randn(emb.shape, generator=g) * sigma * rms
-    return emb + noise * mask[..., None].to(emb.dtype)
+    noise = torch.randn(emb.shape, generator=g) * sigma * rms * mask[..., None]  # drawn on CPU: seeded anywhere
+    return emb + noise.to(emb.device, emb.dtype)
 
 
 @torch.no_grad()
@@ -66,6 +72,7 @@ def perturbation_test(model, x: Tensor, y: Tensor, support: list[tuple[int, int]
     """Loss increases (perturbed - clean, nats/char over every target) for support vs random tokens."""
     gpt = raw_model(model)
     gpt.eval()
+    x, y = x.cpu(), y.cpu()
     vocab = gpt.config.vocab_size
     n, T = x.shape
     clean = _loss(gpt, x, y)

@@ -19,7 +19,6 @@ EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
     "gpam": "probattn.experiments.gpam",
     "support-tokens": "probattn.experiments.support_tokens",
-    "support-study": "probattn.experiments.support_study",
     "phase": "probattn.experiments.phase",
 }
 

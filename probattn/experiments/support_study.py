@@ -1,7 +1,9 @@
 """The decisive support-tokens study: barrier vs baseline vs plain regularisers, paired by seed.
 
-One command per scale (``python -m probattn.experiments.support_study run --scale cpu``, or
-``probattn experiment support-study --scale cpu``). Every (corpus, variant, seed) is one run in
+One command per scale: ``python -m probattn.experiments.support_study run --scale cpu|gpu|smoke
+--out DIR --data-dir ../shared/data``, then ``... summarize --out DIR --dest FOLDER``. (Not in
+the ``probattn experiment`` registry: ``probattn reproduce`` runs every registered experiment at
+quick scale, and this study has no minutes-long scale.) Every (corpus, variant, seed) is one run in
 ``OUT/runs/<corpus>/<variant>/seed<k>``; a run whose ``study.json`` exists is skipped, so a killed
 study resumes where it stopped. ``summarize`` (probattn.experiments.support_summary) turns the
 runs into the paired tables with t and bootstrap intervals, the figures and the verdict.
@@ -179,12 +181,12 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     if trained.interrupted:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
         raise StudyInterrupted(f"interrupted during {run_dir}; run the same command again to resume")
     train_s = time.perf_counter() - start
-    run = load_run(run_dir, which="last")
+    run = load_run(run_dir, which="last", device=device)
     if run.encode(corpus.valid[:1000]).tolist() != tokenizer.encode(corpus.valid[:1000]).tolist():
         raise ProbattnError("the run's tokenizer differs from the study's: support windows would not match")
     tokens = run.encode(run_corpus(run).valid)
-    robust = evaluate_robustness(run.model, tokens, scale.robustness)
-    margins = window_margins(run.model, x)
+    robust = evaluate_robustness(run.model, tokens, scale.robustness, device=device)
+    margins = window_margins(run.model, x.to(device))
     support = {}
     chars = [[run.tokenizer.decode([int(t)]) for t in row] for row in x]
     for source in SOURCES:
@@ -224,18 +226,6 @@ def run_study(scale_name: str, out: Path, data_dirs=(), device: str = "cpu", pro
         print(f"[{time.strftime('%H:%M:%S')}] {plan.spec.label} / {variant.name} / seed {seed}: "
               f"{time.perf_counter() - t0:.1f} s", flush=True)
     return results
-
-
-# -- registry entry ------------------------------------------------------------------------------
-def run(ctx):
-    from .context import ExperimentResult
-    from .support_summary import write_summary
-
-    scale = "cpu" if ctx.scale == "cpu" else ctx.scale
-    run_study(scale, Path(ctx.out_dir), tuple(ctx.data_dirs), ctx.device if ctx.device != "auto" else "cpu",
-              ctx.progress)
-    summary = write_summary(Path(ctx.out_dir), Path(ctx.out_dir) / "summary", SCALES_DEF[scale])
-    return ExperimentResult("support-study", Path(ctx.out_dir) / "summary", summary.get("headline", {}), summary)
 
 
 def main(argv: list[str] | None = None) -> int:
