@@ -109,6 +109,8 @@ def _user_files(root: Path) -> None:
     (root / "my_folder").mkdir()
     (root / "my_folder" / "train.txt").write_text(text[:100_000])
     (root / "my_folder" / "valid.txt").write_text(text[100_000:120_000])
+    river = re.search(r"printf '%s\\n' \"(.*?)\" > river.txt", (REPO / "README.md").read_text()).group(1)
+    (root / "river.txt").write_text(river + "\n")  # the README's printf line, which is not probattn's
 
 
 def trial(argv: list[str]) -> list[str]:
