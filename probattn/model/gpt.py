@@ -2,7 +2,8 @@
 
 token + position embeddings -> n_layer blocks (attention, GELU MLP) -> tied output head.
 Pre-LN (default): ``x + f(LN x)`` per sublayer and a final LayerNorm; Post-LN
-(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in one). The attention mechanism is chosen by name (``GPTConfig.attention``).
+(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in
+one). The attention mechanism is chosen by name (``GPTConfig.attention``).
 """
 
 from __future__ import annotations
