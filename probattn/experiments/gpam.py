@@ -1,4 +1,6 @@
-"""daGPAM (dual attention with negative weights) against softmax, Differential attention and a
+"""The daGPAM experiment: dual attention against softmax, Diff attention and a matched softmax.
+
+daGPAM (dual attention with negative weights) against softmax, Differential attention and a
 parameter-matched softmax, on character-level language modelling over several seeds; plus the
 paper's analysis on a deep (15-layer) model: rank collapse and token similarity per layer at
 initialisation and after training, query-weight gradient norms over training, the faithfulness
