@@ -11,7 +11,7 @@ EXTRAS ?= test,bayes,hf,nmt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench install clean nmt-data
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
+
+# the Ding German-English dictionary (GPL-2+) for the translation study; Debian/Ubuntu, as root
+nmt-data:
+	test -f /usr/share/trans/de-en || apt-get install -y trans-de-en
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache
