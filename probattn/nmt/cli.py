@@ -114,11 +114,34 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
           f"tokenized lowercased BLEU {result['bleu_tok_lc']:.2f}")
     for name in ("bleu", "chrf", "bleu_tok_lc"):
         print(f"  {name}: {result[name + '_signature']}")
+    if args.compare:
+        result["compare"] = _compare(args, run, result, hyps)
     if args.hyps:
         atomic_write_text(args.hyps, "".join(h + "\n" for h in hyps))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> dict:
+    """Score a second run on the same sentences; paired bootstrap of (--compare minus --run)."""
+    from .bleu import paired_bootstrap
+    from .runs import evaluate_split, load_nmt_run
+
+    other = load_nmt_run(args.compare, args.checkpoint, args.device)
+    if other.config.data != run.config.data:
+        raise ConfigError(f"{args.compare} was trained on other data than {args.run}: they score different sentences")
+    other_result, other_hyps, pairs = evaluate_split(other, args.split, args.beam, args.length_penalty, args.limit,
+                                                     args.batch_size, tuple(args.data_dir or ()))
+    boot = paired_bootstrap(hyps, other_hyps, [t for _, t in pairs], n=args.bootstrap,
+                            pretokenized=run.config.data.corpus == "iwslt14")
+    print(f"{args.compare}: BLEU {other_result['bleu']:.2f}  chrF {other_result['chrf']:.2f}  "
+          f"tokenized lowercased BLEU {other_result['bleu_tok_lc']:.2f}")
+    for name, b in boot.items():
+        print(f"  {name} difference (compare - run): {b['delta']:+.2f}, 95% bootstrap interval "
+              f"[{b['ci_low']:+.2f}, {b['ci_high']:+.2f}], p(not better) {b['p_b_not_better']:.3f} "
+              f"({b['resamples']} resamples)")
+    return {"run": str(args.compare), "scores": other_result, "bootstrap": boot}
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -168,4 +191,7 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir", action="append", default=None)
     p.add_argument("--hyps", default=None, help="write the hypotheses here")
     p.add_argument("--json", default=None, help="write the scores here")
+    p.add_argument("--compare", default=None, metavar="RUN",
+                   help="a second run: scores on the same sentences and a paired bootstrap of the difference")
+    p.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (with --compare)")
     p.set_defaults(func=cmd_eval_nmt)
