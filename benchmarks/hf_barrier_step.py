@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--exact", action="store_true",
+                   help="every token's margins (default: the training estimate on 4 sequences x 16 positions)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
         x = stream[i * span:(i + 1) * span].view(args.batch, args.seq)
         return {"input_ids": x, "labels": x}
 
-    barrier = HFBarrierLoss(lam=args.lam)
+    sampling = {"sample_sequences": None, "sample_positions": None} if args.exact else {}
+    barrier = HFBarrierLoss(lam=args.lam, generator=torch.Generator().manual_seed(args.seed), **sampling)
 
     def plain_step():
         model.zero_grad(set_to_none=True)
