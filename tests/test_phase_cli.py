@@ -6,6 +6,8 @@ import pytest
 
 from probattn.cli import main
 
+from .conftest import needs
+
 
 def test_phase_diagram_prints_P_star_and_writes_files(tmp_path, capsys):
     rc = main(["phase-diagram", "--L", "64", "--n-P", "40", "--out", str(tmp_path)])
@@ -41,6 +43,7 @@ def test_phase_diagram_non_numeric_flag_is_one_line(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@needs("arviz", "bayes")
 def test_phase_experiment_smoke(tmp_path, capsys):
     rc = main(["experiment", "phase", "--scale", "smoke", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
@@ -61,3 +64,37 @@ def test_phase_experiment_bad_scale(capsys):
     rc = main(["experiment", "phase", "--scale", "huge"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "no scale 'huge'" in err[0]
+
+
+def test_phase_diagram_grid_draws_lines_and_spinodals(tmp_path, capsys):
+    rc = main(["phase-diagram", "--L", "32", "--sigma-s", "0.25", "--kappa", "0.2", "--grid", "P:3:300:30",
+               "--grid", "sigma_s:0.1:1:6", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "softmax: first order for sigma_s in [0.1" in out
+    d = json.loads((tmp_path / "phase_diagram.json").read_text())
+    rows = d["softmax"]["rows"]
+    assert d["y_name"] == "sigma_s" and len(rows) == 6 and len(rows[0]["m_star"]) == 30
+    first = [r for r in rows if r["order"] == "first"]
+    assert first and all(r["spinodals"][0] < r["P_star"] < r["spinodals"][1] for r in first)
+    assert rows[-1]["order"] == "crossover" and rows[-1]["crossover_band"] is not None  # past the critical point
+    assert all(r["order"] == "second" for r in d["linear"]["rows"])
+    assert (tmp_path / "phase_diagram.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("grids,needle", [
+    (["sigma_s:0.1:1"], "NAME:LO:HI:N"),
+    (["L:1:2:5"], "NAME must be one of"),
+    (["sigma_s:1:0.1:5"], "need 0 < LO < HI"),
+    (["sigma_s:0.1:1:2"], "N must be at least 3"),
+    (["P:1:10:5"], "exactly one scale"),
+    (["kappa:0.1:1:4", "sigma_s:0.1:1:4"], "exactly one scale"),
+    (["sigma_s:a:1:4"], "must be numbers"),
+])
+def test_phase_diagram_bad_grid_one_line(tmp_path, capsys, grids, needle):
+    argv = ["phase-diagram", "--out", str(tmp_path / "out"), "--no-figure"]
+    for g in grids:
+        argv += ["--grid", g]
+    rc = main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(lines) == 1 and lines[0].startswith("probattn: error:") and needle in lines[0], lines
+    assert not (tmp_path / "out").exists()

@@ -52,6 +52,9 @@ class AttentionMechanism(nn.Module):
     name: str = ""
     #: option names this mechanism accepts (unknown options are a configuration error)
     option_names: tuple[str, ...] = ()
+    #: True when the output is exactly ``weights @ v`` (after dropout), so an edited pattern can be
+    #: applied by the model's ``hook_pattern``; mechanisms that transform after mixing leave it False
+    pattern_mixes_values: bool = False
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__()

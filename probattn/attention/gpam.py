@@ -96,6 +96,7 @@ class DualAttention(AttentionMechanism):
     """
 
     option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> dict:

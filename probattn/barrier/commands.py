@@ -13,14 +13,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, number
+from ..io import check_output_dir
+from ..options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("support-tokens", help="per-token margins and support tokens of a text under a run")
     _model_source(p)
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="the text to score")
     src.add_argument("--file", help="a UTF-8 text file to score")
@@ -42,7 +43,7 @@ def add_commands(sub) -> None:
     _model_source(p)
     p.add_argument("--block-size", type=int, default=128, help="context of each window with --hf-model")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
     p.add_argument("--data-dir", action="append", default=None)
@@ -72,7 +73,11 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
     from .view import terminal_table, write_outputs
 
     text = read_text_file(args.file) if args.file is not None else args.text
+    if args.out:
+        check_output_dir(args.out)
     run = load_run(args.run, args.checkpoint, device=args.device)
+    if not args.out:
+        check_output_dir(run.run_dir / "support-tokens")
     delta = args.delta
     if delta is None:
         delta = float(dict(run.config.train.objective_options).get("delta", DEFAULT_DELTA))
@@ -147,10 +152,12 @@ def _hf_eval_robust(args: argparse.Namespace, config) -> int:
 
 
 def cmd_eval_robust(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_text, check_output_file
     from ..robustness import RobustnessConfig, evaluate_robustness, format_table
     from ..runs import load_run, run_corpus
-    from ..io import atomic_write_text
 
+    if args.json:
+        check_output_file(args.json, "--json")
     defaults = RobustnessConfig()
     config = RobustnessConfig(
         sigmas=tuple(args.sigmas or defaults.sigmas), rates=tuple(args.rates or defaults.rates),
@@ -159,6 +166,8 @@ def cmd_eval_robust(args: argparse.Namespace) -> int:
     if args.hf_model:
         return _hf_eval_robust(args, config)
     run = load_run(args.run, args.checkpoint, device=args.device)
+    if not args.json:
+        check_output_file(run.run_dir / "robustness.json", "--json")
     corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))
     tokens = run.encode(corpus.split(args.split))
     result = evaluate_robustness(run.model, tokens, config, args.device)
