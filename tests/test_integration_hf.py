@@ -62,7 +62,8 @@ def test_every_cache_gives_the_logits_of_a_full_recompute(arch, attention):
     model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention])
     full = model(IDS, use_cache=False).logits
     for name, make, tol in _caches(model, arch, attention):
-        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_quantized_cache_matches_the_models_own_attention_with_the_same_cache():

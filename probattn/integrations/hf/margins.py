@@ -51,7 +51,8 @@ def _capture_forward(module, query, key, value, attention_mask, dropout=0.0, sca
     if record is not None:
         keep = (lambda t: t.detach()) if record.get("detach", True) else (lambda t: t)
         record.update(q=keep(query), k=keep(key), scaling=scaling)
-    own = probattn_attention_forward if getattr(module, "_probattn_delegate", None) == IMPLEMENTATION else _sdpa_forward()
+    probattn = getattr(module, "_probattn_delegate", None) == IMPLEMENTATION
+    own = probattn_attention_forward if probattn else _sdpa_forward()
     return own(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
