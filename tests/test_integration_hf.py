@@ -280,3 +280,23 @@ def test_models_the_mechanisms_cannot_compute_are_refused_with_the_reason():
         num_key_value_heads=1, head_dim=8))
     with pytest.raises(ConfigError, match="attn_logit_softcapping"):
         use_probattn_attention(gemma2, "softmax")
+
+
+def test_a_skipped_mask_for_a_static_cache_prefill_is_refused_not_guessed():
+    """SDPA's own mask function returns None for a static cache's prefill (trusting is_causal's
+    top-left alignment); probattn registers a mask that is never skipped, and refuses a None."""
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from probattn.integrations.hf.attention import IMPLEMENTATION, materialised_mask
+
+    model = use_probattn_attention(tiny_llama(), "gpam", MECHANISMS["gpam"])
+    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
+    try:
+        with pytest.raises(ConfigError, match="5 queries over 16 keys"):
+            model(IDS[:, :5], **{CACHE_KW: transformers.StaticCache(config=model.config, max_cache_len=16)},
+                  use_cache=True)
+    finally:
+        AttentionMaskInterface.register(IMPLEMENTATION, materialised_mask)
+    cache = transformers.StaticCache(config=model.config, max_cache_len=16)
+    torch.testing.assert_close(model(IDS[:, :5], **{CACHE_KW: cache}, use_cache=True).logits,
+                               model(IDS[:, :5], use_cache=False).logits, rtol=1e-5, atol=1e-5)
