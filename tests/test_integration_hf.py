@@ -131,6 +131,15 @@ def test_output_attentions_returns_the_mechanisms_weights(arch, attention):
         torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 4, 4))
         assert (out.attentions[0] < 0).any()
     torch.testing.assert_close(out.logits, model(short).logits)
+    from probattn.integrations.hf.margins import capture_attention
+
+    with capture_attention(model) as modules:  # the weights, recomputed from the layers' own q and k
+        model(short)
+        for module, weights in zip(modules, out.attentions):
+            q, k = module._probattn_record["q"], module._probattn_record["k"]
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            _, expected = getattr(module, MECHANISM_ATTR).reference(q, k, k)
+            torch.testing.assert_close(weights, expected)
 
 
 def attention_layers(model):
