@@ -70,9 +70,9 @@ class PhaseSettings:
 SETTINGS = {
     "smoke": PhaseSettings(L=12, sigma_s=0.2, kappa=0.2, P={"softmax": (3, 20), "linear": (2, 12)}, chains=4,
                            warmup=20, draws=20, leapfrog={"softmax": 3, "linear": 3}, adam_steps=20, seeds=(0,),
-                           scan_points=31, L_max=64, L_fit=16, L_max_entropy=64, n_P_theory=40, diagram_n_P=12, diagram_n_y=4,
-                           entropy_n_y=3, d_factors=(1, 12), d_chains=2, d_warmup=10, d_draws=10, sigma_qk=(1.0,),
-                           factored_P=(6,), full_sigma=(1.0,), full_P=(6,),
+                           scan_points=31, L_max=64, L_fit=16, L_max_entropy=64, n_P_theory=40, diagram_n_P=12,
+                           diagram_n_y=4, entropy_n_y=3, d_factors=(1, 12), d_chains=2, d_warmup=10, d_draws=10,
+                           sigma_qk=(1.0,), factored_P=(6,), full_sigma=(1.0,), full_P=(6,),
                            causal_P={"softmax": (6,), "linear": (4,)}),
     "quick": PhaseSettings(L=32, sigma_s=0.25, kappa=0.2,
                            P={"softmax": (4, 12, 20, 26, 30, 34, 44, 64), "linear": (2, 4, 6, 8, 12, 20, 40, 64)},
@@ -192,7 +192,8 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                        findings=findings(res))
     paths = render(res, ctx.out_dir)
     sm = res.transitions["softmax"]
-    fits = next(r for r in res.scaling["table"] if r["kind"] == "softmax" and r["name"].startswith("V = L, prior fixed, P in seq"))
+    fits = next(r for r in res.scaling["table"]
+                if r["kind"] == "softmax" and r["name"] == "V = L, prior fixed, P in sequences")
     headline = {"softmax": f"{sm['order']} order at P* = {sm['P_star']:.2f} (one line), "
                            f"{res.transitions_entropy['softmax']['P_star']:.2f} with the off-shift entropy",
                 "linear": f"P_c = {res.transitions['linear']['P_star']:.2f} (one line), "

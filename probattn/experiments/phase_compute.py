@@ -172,8 +172,8 @@ def factored(s, scales: dict, data_seed: int, device) -> dict:
             fp = FactoredPosterior(post, d, sq)
             g = torch.Generator().manual_seed(i)
             init = 0.1 * sq * torch.randn(s.d_chains, fp.dim, generator=g, dtype=torch.float64)
-            r = hmc(fp.potential, init.to(device), n_warmup=s.d_warmup, n_draws=s.d_draws, n_leapfrog=s.leapfrog["softmax"],
-                    seed=i, record=_record(s.L, "softmax", scores=fp.scores))
+            r = hmc(fp.potential, init.to(device), n_warmup=s.d_warmup, n_draws=s.d_draws,
+                    n_leapfrog=s.leapfrog["softmax"], seed=i, record=_record(s.L, "softmax", scores=fp.scores))
             draws = r.draws.double().numpy()
             out["samples"].append({"sigma_qk": sq, "P": P, "m_mean": float(draws[..., 0].mean()),
                                    "m_chain_means": draws[..., 0].mean(1).tolist(), **_diag(draws)})

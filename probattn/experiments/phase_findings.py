@@ -50,7 +50,8 @@ def d_sweep(res) -> list[str]:
     e = [abs(r["hmc_abs_m"] - r["theory_entropy_mean_abs_m"]) for r in res.d_sweep]
     o = [abs(r["hmc_abs_m"] - r["theory_one_line_m"]) for r in res.d_sweep]
     return [f"D-sweep (linear, {len(e)} cases of V, P, D): |HMC |m| - corrected theory| is at most {max(e):.3f} "
-            f"(median {np.median(e):.3f}); against the one-line theory at most {max(o):.3f} (median {np.median(o):.3f})."]
+            f"(median {np.median(e):.3f}); against the one-line theory at most {max(o):.3f} "
+            f"(median {np.median(o):.3f})."]
 
 
 def scaling(res) -> list[str]:
@@ -61,9 +62,10 @@ def scaling(res) -> list[str]:
         f = r["fits"]
         tail = (f"; P* / derived law at L = {r['L'][-1]}: {r['ratio_to_leading_law'][-1]:.3f}"
                 if "ratio_to_leading_law" in r else "")
-        out.append(f"softmax, {r['name']}: best one-parameter law "
-                   f"{min(('c L ln L', 'c L ln^2 L', 'c ln^2 L', 'c L'), key=lambda n: f[n]['rms_log_residual'])}, "
-                   f"c L^a with a = {f['c L^a']['a']:.3f}; local exponent at L_max {f['local_exponent'][-1]:.3f}{tail}.")
+        best = min(("c L ln L", "c L ln^2 L", "c ln^2 L", "c L"), key=lambda n: f[n]["rms_log_residual"])
+        out.append(f"softmax, {r['name']}: best one-parameter law {best}, "
+                   f"c L^a with a = {f['c L^a']['a']:.3f}; local exponent at L_max "
+                   f"{f['local_exponent'][-1]:.3f}{tail}.")
     return out
 
 
