@@ -174,7 +174,7 @@ def test_diagnose_at_init_with_faithfulness_sweep(tmp_path):
     (["--attention", "diff", "--layer", "9"], "--layer must be in [0, 1]"),
     (["--attention", "gpam", "--lam-sweep", "a,b"], "--lam-sweep must be comma-separated numbers"),
     (["--attention", "gpam", "--lam-sweep", "-1"], "--lam-sweep needs finite values >= 0"),
-    (["--attention", "gpam", "--sequences", "0"], "--sequences must be positive"),
+    (["--attention", "gpam", "--sequences", "0"], "--sequences must be a positive integer"),
     (["--attention", "gpam", "--lam-sweep", "1", "--lam-neg", "-1"], "--lam-neg must be a finite number"),
     (["--attention", "gpam", "--run", "x"], "not allowed with argument"),
     ([], "one of the arguments --run --attention is required"),

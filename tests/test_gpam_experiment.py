@@ -10,21 +10,30 @@ import pytest
 from probattn.cli import main
 from probattn.experiments import describe_experiments
 from probattn.experiments import gpam as gpam_experiment
-from probattn.model import GPTConfig
+from probattn.runs import load_run, run_corpus
 from probattn.train import apply_overrides, preset_config
 
 
 def test_matched_baseline_has_the_parameter_count_of_dagpam():
     base = apply_overrides(preset_config("quick"), {"model": gpam_experiment.SETTINGS["quick"].model})
     configs = gpam_experiment.variant_configs(base)
-    count = lambda cfg: gpam_experiment.count_params(GPTConfig(**{**cfg.model.to_dict(), "vocab_size": 65}))  # noqa: E731
-    target, matched, plain = (count(configs[k]) for k in ("gpam_trainable", "softmax_matched", "softmax"))
+    target, matched, plain = (gpam_experiment.count_params(configs[k].model)
+                              for k in ("gpam_trainable", "softmax_matched", "softmax"))
     # daGPAM adds H d^2 = C d per layer (W_Q-) plus one lambda per layer; the MLP width absorbs it
     m = configs["softmax"].model
     assert target - plain == m.n_layer * (m.n_embd * m.head_dim + 1)
     assert abs(matched - target) <= 2 * m.n_embd  # within one MLP unit
     assert abs(matched - target) / target < 1e-3
     assert configs["softmax_matched"].model.mlp_hidden == 4 * m.n_embd + m.head_dim // 2
+
+
+def test_matched_width_does_not_depend_on_the_vocabulary():
+    widths = set()
+    for vocab in (7, 256):
+        base = apply_overrides(preset_config("quick"), {"model": {**gpam_experiment.SETTINGS["quick"].model,
+                                                                  "vocab_size": vocab}})
+        widths.add(gpam_experiment.variant_configs(base)["softmax_matched"].model.mlp_hidden)
+    assert len(widths) == 1
 
 
 def test_paired_verdict_words():
@@ -52,8 +61,18 @@ def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
     assert len(results["deep"]["profiles"]["softmax (init)"]["rank_collapse"]) == 5  # 4 layers + input
     assert len(results["faithfulness"]["lam_pos"]) == 3
     assert all(0 < lam < 2 for lams in results["learned_lambdas"].values() for lam in lams)
+    # parameter counts are the trained models' own, whose vocabulary is the corpus's
+    run = load_run(out / "runs" / "softmax" / "seed0")
+    corpus = run_corpus(run)
+    assert run.model.config.vocab_size == len(set(corpus.train + corpus.valid))
+    assert results["params"]["softmax"] == run.model.num_params()
     report = (out / "report.md").read_text()
+    # the report renders the same numbers results.json holds
+    softmax_loss = results["val_loss_full_split"]["softmax"]
+    row = f"| softmax | {results['params']['softmax']:,} | {softmax_loss['mean']:.4f} ± {softmax_loss['std']:.4f}"
+    assert row in report
     assert "Does daGPAM help here?" in report and "108.26" in report
+    assert results["tokens_per_s"] is None and "n/a: fewer than 100 steps timed" in report
     for name in ("loss_curves", "attention_maps", "deep_rank_collapse", "grad_norms", "faithfulness",
                  "random_stacks"):
         assert (out / "figures" / f"{name}.png").exists()

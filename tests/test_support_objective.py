@@ -48,10 +48,12 @@ def penalty_grads(model, objective, x, y):
 def test_registered_and_options_validated():
     model = tiny_gpt()
     assert isinstance(build_objective("barrier", {"lam": 0.02}, model), BarrierObjective)
-    with pytest.raises(ConfigError, match="prior=full"):
-        build_objective("barrier", {"projection": "learned"}, model)
+    learned = build_objective("barrier", {"projection": "learned", "rank": "full"}, model)
+    assert learned.prior.w_q.shape == (16, 16) and learned.prior.w_q.requires_grad  # the port's prior
     for bad in ({"placement": "nowhere"}, {"lam": -1}, {"layers": [5]}, {"sample_positions": 0},
-                {"prior": "full", "placement": "layers"}, {"delta": 0}):
+                {"prior": "full", "placement": "layers"}, {"delta": 0}, {"form": "hinge"},
+                {"form": "abs", "cap": 1.0}, {"width": 0}, {"form": "one_sided", "prior": "full"},
+                {"unit_rows": True}, {"rank": "half"}):
         with pytest.raises(ConfigError):
             build_objective("barrier", bad, model)
     with pytest.raises(ConfigError, match="no option"):
@@ -142,10 +144,11 @@ def test_full_prior_is_the_change_of_variables_density():
     assert float(terms.value.detach()) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-10)
 
 
-def test_loss_and_gradients_finite_up_to_and_past_the_boundary():
+@pytest.mark.parametrize("form", ["smooth", "abs", "one_sided"])
+def test_loss_and_gradients_finite_up_to_and_past_the_boundary(form):
     """Scale a prior so that its C_t cross the boundary: loss and every gradient stay finite."""
     model = tiny_gpt()
-    objective = BarrierObjective(model, lam=0.05)
+    objective = BarrierObjective(model, lam=0.05, form=form)
     x, y = batch()
     crossed = False
     for c in (1.0, 3.0, 10.0, 30.0):
@@ -164,7 +167,20 @@ def test_loss_and_gradients_finite_up_to_and_past_the_boundary():
             assert p.grad is None or torch.isfinite(p.grad).all(), n
         assert model.wte.weight.grad.abs().max() > 0
     assert crossed, "the sweep must reach det < 0"
-    assert float(objective.eval_metrics(model, x, y)["min_margin"]) < math.log(0.01)
+    if form != "abs":  # abs ignores the sign: its margin is log|det|
+        assert float(objective.eval_metrics(model, x, y)["min_margin"]) < math.log(0.01)
+
+
+def test_unit_rows_make_the_learned_prior_scale_free():
+    """With unit_rows the prior cannot shrink its own scores: scaling W changes no margin."""
+    model = tiny_gpt()
+    emb = model.embed(batch()[0])
+    prior = EmbeddingPrior(16, rank=16, learned=True, unit_rows=True)
+    before = prior.margins(emb, 0.01)[0]
+    with torch.no_grad():
+        prior.w_q.mul_(1e-3)
+        prior.w_k.mul_(7.0)
+    torch.testing.assert_close(prior.margins(emb, 0.01)[0], before)
 
 
 def test_subsampled_penalty_is_unbiased_by_enumeration():

@@ -43,5 +43,5 @@ def test_check_detects_a_model_that_sees_the_future(model, monkeypatch):
     leaky = GPT(model.config).double().eval()
     leaky.load_state_dict(model.state_dict())
     mech = leaky.blocks[0].attn.mechanism
-    monkeypatch.setattr(mech, "fast", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=False))
+    monkeypatch.setattr(mech, "fast", lambda q, k, v, **kw: F.scaled_dot_product_attention(q, k, v, is_causal=False))
     assert abs(marginalisation_gap(leaky, torch.tensor([2, 6, 0, 3]))) > 1e-3

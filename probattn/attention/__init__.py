@@ -3,9 +3,18 @@
 >>> from probattn.attention import build_attention, AttentionContext
 >>> attn = build_attention("softmax", AttentionContext(n_head=4, head_dim=16))
 >>> y, weights = attn(q, k, v, need_weights=True)   # q, k, v: (batch, head, time, head_dim)
+>>> y, _ = attn(q, k_enc, v_enc, causal=False, attn_mask=key_pad[:, None, None, :])  # cross, padded
 """
 
-from .base import AttentionContext, AttentionMechanism, causal_mask, masked_scores
+from .base import (
+    AttentionContext,
+    AttentionMask,
+    AttentionMechanism,
+    causal_mask,
+    masked_scores,
+    masked_softmax,
+    resolve_mask,
+)
 from .registry import (
     attention_class,
     available_attention,
@@ -21,12 +30,15 @@ from . import linear  # noqa: F401,E402
 
 __all__ = [
     "AttentionContext",
+    "AttentionMask",
     "AttentionMechanism",
     "attention_class",
     "available_attention",
     "build_attention",
     "causal_mask",
     "masked_scores",
+    "masked_softmax",
     "register_attention",
+    "resolve_mask",
     "validate_attention",
 ]

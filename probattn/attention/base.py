@@ -10,10 +10,16 @@ Each mechanism has two paths with the same mathematics:
 * ``reference``: a readable, materialised computation that also returns the ``(batch, head,
   query, key)`` weight matrix. Parity tests hold the two together.
 
-``forward(q, k, v, need_weights=False)`` picks the fast path unless weights are requested or the
-mechanism was built with ``impl="reference"``. Fast paths assume as many queries as keys
-(``is_causal`` kernels align the mask to the top-left); a query block shorter than the keys, as in
-KV-cache decoding, runs the reference path, whose mask aligns the queries to the end of the keys.
+``forward(q, k, v, need_weights=False, *, causal=True, attn_mask=None)`` picks the fast path
+unless weights are requested or the mechanism was built with ``impl="reference"``.
+
+Masks. ``attn_mask`` is a boolean tensor broadcastable to ``(B, H or 1, Tq, Tk)``, True where a
+query may attend (a key padding mask is ``(B, 1, 1, Tk)``). With ``causal=True`` it is combined with
+the causal mask, queries aligned to the end of the keys (the KV-cache convention: query i sits at
+key position Tk - Tq + i). ``causal=False`` with Tq != Tk is cross-attention. A query row with no
+allowed key (a padding query) returns zeros, with zero gradients: kernels see that row opened to
+every key (so nothing divides by zero) and the row is zeroed afterwards. Both paths resolve the
+mask through :func:`resolve_mask`, so they agree on every case.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ class AttentionMechanism(nn.Module):
     name: str = ""
     #: option names this mechanism accepts (unknown options are a configuration error)
     option_names: tuple[str, ...] = ()
+    #: True when the output is exactly ``weights @ v`` (after dropout), so an edited pattern can be
+    #: applied by the model's ``hook_pattern``; mechanisms that transform after mixing leave it False
+    pattern_mixes_values: bool = False
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__()
@@ -64,17 +73,20 @@ class AttentionMechanism(nn.Module):
         """Number of heads in the returned weight matrix (Diff Transformer pairs heads)."""
         return self.ctx.n_head
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False):
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False, *,
+                causal: bool = True, attn_mask: Tensor | None = None):
         """Return ``(y, weights)``; ``weights`` is None unless requested."""
-        if need_weights or self.impl == "reference" or q.shape[-2] != k.shape[-2]:
-            y, w = self.reference(q, k, v)
+        if need_weights or self.impl == "reference":
+            y, w = self.reference(q, k, v, causal=causal, attn_mask=attn_mask)
             return y, (w if need_weights else None)
-        return self.fast(q, k, v), None
+        return self.fast(q, k, v, causal=causal, attn_mask=attn_mask), None
 
-    def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+             attn_mask: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+    def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+                  attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def attn_dropout_p(self) -> float:
@@ -101,3 +113,83 @@ def masked_scores(q: Tensor, k: Tensor, scale: float, strict: bool = False) -> T
     scores = (q @ k.transpose(-2, -1)) * scale
     mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device, strict=strict)
     return scores.masked_fill(~mask, float("-inf"))
+
+
+@dataclass(frozen=True)
+class AttentionMask:
+    """Which keys each query may see, resolved once per call.
+
+    * ``is_causal``: the plain square causal mask; kernels take ``is_causal=True``.
+    * ``allowed``: otherwise a boolean mask broadcastable to (B, H, Tq, Tk) with empty rows
+      opened to every key, or None when every query sees every key.
+    * ``valid``: (..., Tq, 1), False on rows that had no allowed key (zeroed by :meth:`finish`).
+    """
+
+    t_q: int
+    t_k: int
+    is_causal: bool = False
+    allowed: Tensor | None = None
+    valid: Tensor | None = None
+
+    def sdpa_kwargs(self, heads_repeat: int = 1) -> dict[str, Any]:
+        """Keyword arguments for ``scaled_dot_product_attention`` (mask heads repeated if asked)."""
+        if self.is_causal:
+            return {"is_causal": True}
+        if self.allowed is None:
+            return {}
+        return {"attn_mask": repeat_heads(self.allowed, heads_repeat)}
+
+    def dense(self, device: torch.device | None = None) -> Tensor | None:
+        """The boolean mask a reference applies (None: nothing to mask)."""
+        if self.is_causal:
+            return causal_mask(self.t_q, self.t_k, device=device)
+        return self.allowed
+
+    def finish(self, y: Tensor) -> Tensor:
+        """Zero the rows that had no allowed key (output rows, or weight rows)."""
+        return y if self.valid is None else y.masked_fill(~self.valid, 0.0)
+
+
+def repeat_heads(m: Tensor, n: int) -> Tensor:
+    """Repeat a (..., H, Tq, Tk)-shaped mask's head dimension n times (interleaved); H = 1 stays."""
+    if n == 1 or m.dim() < 3 or m.shape[-3] == 1:
+        return m
+    return m.repeat_interleave(n, dim=-3)
+
+
+def resolve_mask(q: Tensor, k: Tensor, causal: bool = True, attn_mask: Tensor | None = None) -> AttentionMask:
+    """Combine ``causal`` and ``attn_mask`` (True = may attend) for queries ``q`` and keys ``k``."""
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    if attn_mask is None:
+        if not causal or t_q == 1:  # one query at the end of the keys sees them all
+            return AttentionMask(t_q, t_k)
+        if t_q == t_k:
+            return AttentionMask(t_q, t_k, is_causal=True)
+        allowed = causal_mask(t_q, t_k, device=q.device)
+    else:
+        if attn_mask.dtype != torch.bool:
+            raise ValueError(f"attn_mask must be a boolean tensor (True = may attend), got {attn_mask.dtype}")
+        full = (*q.shape[:-2], t_q, t_k)
+        try:
+            ok = attn_mask.dim() <= 4 and torch.broadcast_shapes(attn_mask.shape, full) == torch.Size(full)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast to {full}")
+        allowed = attn_mask.to(q.device).reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape))
+        if causal:
+            allowed = allowed & causal_mask(t_q, t_k, device=q.device)
+    valid = allowed.any(dim=-1, keepdim=True)
+    return AttentionMask(t_q, t_k, allowed=allowed | ~valid, valid=valid)
+
+
+def scores_under(q: Tensor, k: Tensor, scale: float, mask: AttentionMask) -> Tensor:
+    """Scaled scores with disallowed positions at -inf (empty rows stay open; see AttentionMask)."""
+    scores = (q @ k.transpose(-2, -1)) * scale
+    dense = mask.dense(q.device)
+    return scores if dense is None else scores.masked_fill(~dense, float("-inf"))
+
+
+def masked_softmax(q: Tensor, k: Tensor, scale: float, mask: AttentionMask) -> Tensor:
+    """``softmax(q k^T * scale + mask)`` with rows of no allowed key set to zero."""
+    return mask.finish(scores_under(q, k, scale, mask).softmax(dim=-1))

@@ -16,6 +16,7 @@ chunk x T rather than T x T. Gradient, with D_i = dy_i . y_i (row-wise)::
 
     dv = w^T dy,   ds = w * (sign(s) * (dy v^T) - D),   dq = ds k / sqrt(d),   dk = ds^T q / sqrt(d)
 
+With a padding or non-causal mask each query chunk reads every key under its rows of the mask.
 Attention dropout in training falls back to the materialised path (dropout needs the weights).
 """
 
@@ -27,7 +28,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..errors import ConfigError
-from .base import AttentionContext, AttentionMechanism, causal_mask, masked_scores
+from .base import AttentionContext, AttentionMechanism, causal_mask, masked_softmax, resolve_mask
 from .registry import register_attention
 
 DEFAULT_CHUNK = 256
@@ -40,20 +41,34 @@ def cog_weights(scores: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
     return sign * probs, sign
 
 
+def _chunk(allowed: Tensor | None, a: int, b: int, t_k: int, device) -> tuple[Tensor, int]:
+    """(mask rows a..b-1, number of keys they read): causal square when ``allowed`` is None."""
+    if allowed is None:
+        return causal_mask(b - a, b, device=device), b  # rows a..b-1 see keys 0..b-1 only
+    rows = allowed if allowed.shape[-2] == 1 else allowed[..., a:b, :]
+    return rows, t_k
+
+
 class CogChunkedFunction(torch.autograd.Function):
-    """Exact causal Cog attention, computed ``chunk`` query rows at a time."""
+    """Exact Cog attention, computed ``chunk`` query rows at a time.
+
+    ``allowed``: None for the square causal mask, else a boolean (B|1, H|1, Tq|1, Tk) mask
+    whose rows all allow at least one key.
+    """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, chunk: int) -> Tensor:
-        T = q.shape[-2]
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, chunk: int,
+                allowed: Tensor | None = None) -> Tensor:
+        T, T_k = q.shape[-2], k.shape[-2]
         y = q.new_empty(*q.shape[:-1], v.shape[-1])
         for a in range(0, T, chunk):
-            b = min(a + chunk, T)  # rows a..b-1 see keys 0..b-1 only
-            w, _ = cog_weights((q[..., a:b, :] @ k[..., :b, :].transpose(-2, -1)) * scale,
-                               causal_mask(b - a, b, device=q.device))
-            y[..., a:b, :] = w @ v[..., :b, :]
+            b = min(a + chunk, T)
+            rows, n = _chunk(allowed, a, b, T_k, q.device)
+            w, _ = cog_weights((q[..., a:b, :] @ k[..., :n, :].transpose(-2, -1)) * scale, rows)
+            y[..., a:b, :] = w @ v[..., :n, :]
         ctx.save_for_backward(q, k, v, y)
+        ctx.allowed = allowed
         ctx.scale, ctx.chunk = scale, chunk
         return y
 
@@ -62,20 +77,20 @@ class CogChunkedFunction(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dy: Tensor):
         q, k, v, y = ctx.saved_tensors
-        scale, chunk = ctx.scale, ctx.chunk
-        T = q.shape[-2]
+        scale, chunk, allowed = ctx.scale, ctx.chunk, ctx.allowed
+        T, T_k = q.shape[-2], k.shape[-2]
         row_dot = (dy * y).sum(-1, keepdim=True)  # D_i = sum_j w_ij dy_i . v_j
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         for a in range(0, T, chunk):
             b = min(a + chunk, T)
-            q_c, k_c, v_c, dy_c = q[..., a:b, :], k[..., :b, :], v[..., :b, :], dy[..., a:b, :]
-            w, sign = cog_weights((q_c @ k_c.transpose(-2, -1)) * scale,
-                                  causal_mask(b - a, b, device=q.device))
-            dv[..., :b, :] += w.transpose(-2, -1) @ dy_c
+            rows, n = _chunk(allowed, a, b, T_k, q.device)
+            q_c, k_c, v_c, dy_c = q[..., a:b, :], k[..., :n, :], v[..., :n, :], dy[..., a:b, :]
+            w, sign = cog_weights((q_c @ k_c.transpose(-2, -1)) * scale, rows)
+            dv[..., :n, :] += w.transpose(-2, -1) @ dy_c
             ds = w * (sign * (dy_c @ v_c.transpose(-2, -1)) - row_dot[..., a:b, :]) * scale
             dq[..., a:b, :] = ds @ k_c
-            dk[..., :b, :] += ds.transpose(-2, -1) @ q_c
-        return dq, dk, dv, None, None
+            dk[..., :n, :] += ds.transpose(-2, -1) @ q_c
+        return dq, dk, dv, None, None, None
 
 
 @register_attention("cog")
@@ -86,6 +101,7 @@ class CogAttention(AttentionMechanism):
     """
 
     option_names = ("softmax_first_last", "chunk")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> None:
@@ -103,20 +119,30 @@ class CogAttention(AttentionMechanism):
         self.plain_softmax = bool(ctx.options.get("softmax_first_last", True)) and edge
         self.chunk = int(ctx.options.get("chunk", DEFAULT_CHUNK))
 
-    def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+             attn_mask: Tensor | None = None) -> Tensor:
+        mask = resolve_mask(q, k, causal, attn_mask)
         if self.plain_softmax:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout_p(),
-                                                  is_causal=True, scale=self.scale)
+            return mask.finish(F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_dropout_p(), scale=self.scale, **mask.sdpa_kwargs()))
         if self.attn_dropout_p() > 0:
-            return self.reference(q, k, v)[0]
-        return CogChunkedFunction.apply(q, k, v, self.scale, self.chunk)
+            return self.reference(q, k, v, causal=causal, attn_mask=attn_mask)[0]
+        allowed = mask.allowed
+        if allowed is None and not mask.is_causal:  # every query sees every key
+            allowed = torch.ones(1, 1, 1, k.shape[-2], dtype=torch.bool, device=q.device)
+        return mask.finish(CogChunkedFunction.apply(q, k, v, self.scale, self.chunk, allowed))
 
-    def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+                  attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mask = resolve_mask(q, k, causal, attn_mask)
         if self.plain_softmax:
-            weights = masked_scores(q, k, self.scale).softmax(dim=-1)
+            weights = masked_softmax(q, k, self.scale, mask)
         else:
             scores = (q @ k.transpose(-2, -1)) * self.scale
-            weights, _ = cog_weights(scores, causal_mask(q.shape[-2], k.shape[-2], device=q.device))
+            dense = mask.dense(q.device)
+            if dense is None:
+                dense = torch.ones(1, 1, 1, k.shape[-2], dtype=torch.bool, device=q.device)
+            weights = mask.finish(cog_weights(scores, dense)[0])
         return F.dropout(weights, self.attn_dropout_p(), self.training) @ v, weights
 
     def extra_repr(self) -> str:

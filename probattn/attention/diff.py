@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import AttentionContext, AttentionMechanism, masked_scores
+from .base import AttentionContext, AttentionMechanism, masked_softmax, resolve_mask
 from .registry import register_attention
 
 RMS_EPS = 1e-5
@@ -99,20 +99,24 @@ class DiffAttention(AttentionMechanism):
         return self.unpair(out)
 
     # -- paths -----------------------------------------------------------------------------------
-    def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+             attn_mask: Tensor | None = None) -> Tensor:
         """Two SDPA calls with head size d, one per half of the pair's 2d-wide value.
 
         (One call with a 2d-wide value has unequal query/value sizes, which CPU kernels serve
         with the materialising math path: 3x the time and 12x the memory at T = 1024.)
         """
         B, H, T, d = q.shape
+        T_k = k.shape[-2]
         n = H // 2
+        mask = resolve_mask(q, k, causal, attn_mask)
+        kw = mask.sdpa_kwargs()
         lam = self.lam().to(q.dtype)
         combined = []
-        for v_half in v.view(B, n, 2, T, d).unbind(2):  # value of head 2i, then of head 2i+1
+        for v_half in v.view(B, n, 2, T_k, d).unbind(2):  # value of head 2i, then of head 2i+1
             v_j = v_half.repeat_interleave(2, dim=1)  # both query heads of pair i read it
             o = F.scaled_dot_product_attention(q, k, v_j, dropout_p=self.attn_dropout_p(),
-                                               is_causal=True, scale=self.scale)
+                                               scale=self.scale, **kw)
             o1, o2 = o.view(B, n, 2, T, d).unbind(2)  # unbind: no zero-filled select backward
             combined.append(torch.addcmul(o1, o2, lam, value=-1))  # (A1 - lam A2) v_half
         a_lo, a_hi = combined
@@ -122,11 +126,14 @@ class DiffAttention(AttentionMechanism):
         inv = torch.rsqrt(mean_sq + RMS_EPS)
         gain = self.subln_weight.to(wide) * (1 - self.lambda_init)
         out = torch.stack(((a_lo * inv * gain[:d]).to(q.dtype), (a_hi * inv * gain[d:]).to(q.dtype)), dim=2)
-        return out.view(B, H, T, d)
+        return mask.finish(out.view(B, H, T, d))
 
-    def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+                  attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         B, H, T, _ = q.shape
-        probs = masked_scores(q, k, self.scale).softmax(dim=-1).view(B, H // 2, 2, T, k.shape[-2])
+        mask = resolve_mask(q, k, causal, attn_mask)
+        probs = masked_softmax(q, k, self.scale, mask).expand(B, H, T, k.shape[-2])
+        probs = probs.reshape(B, H // 2, 2, T, k.shape[-2])
         a1, a2 = probs[:, :, 0], probs[:, :, 1]
         lam = self.lam().to(q.dtype)
         weights = a1 - lam * a2
@@ -135,7 +142,7 @@ class DiffAttention(AttentionMechanism):
             o = drop(a1) @ self.pair_values(v) - lam * (drop(a2) @ self.pair_values(v))
         else:
             o = weights @ self.pair_values(v)
-        return self._finish(o), weights
+        return mask.finish(self._finish(o)), weights
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, lambda_init={self.lambda_init:.4f}"

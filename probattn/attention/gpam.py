@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .base import AttentionContext, AttentionMechanism, masked_scores
+from .base import AttentionContext, AttentionMask, AttentionMechanism, masked_softmax, resolve_mask
 from .registry import register_attention
 
 #: default lambda (lam+ = lam- = 1: the setting the paper's Figs. 3 and 5 hold fixed)
@@ -96,6 +96,7 @@ class DualAttention(AttentionMechanism):
     """
 
     option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> dict:
@@ -176,35 +177,42 @@ class DualAttention(AttentionMechanism):
         """``q- = ReLU(q+) W_Q-`` per head: (B, H, T, D) @ (H, D, D)."""
         return torch.relu(q) @ self.w_q_neg.to(q.dtype)
 
-    def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+             attn_mask: Tensor | None = None) -> Tensor:
+        mask = resolve_mask(q, k, causal, attn_mask)
         q_neg = self.negative_queries(q)
         p = self.attn_dropout_p()
         if self.use_gqa:
             B, H, T, D = q.shape
             # query heads (2h, 2h+1) = (q+_h, q-_h) both read key/value head h
             both = torch.stack((q, q_neg), dim=2).view(B, 2 * H, T, D)
-            out = F.scaled_dot_product_attention(both, k, v, dropout_p=p, is_causal=True,
-                                                 scale=self.scale, enable_gqa=True)
+            out = F.scaled_dot_product_attention(both, k, v, dropout_p=p, scale=self.scale,
+                                                 enable_gqa=True, **mask.sdpa_kwargs(heads_repeat=2))
             y_pos, y_neg = out.view(B, H, 2, T, v.shape[-1]).unbind(2)
         else:
-            y_pos = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=self.scale)
-            y_neg = F.scaled_dot_product_attention(q_neg, k, v, dropout_p=p, is_causal=True, scale=self.scale)
+            kw = mask.sdpa_kwargs()
+            y_pos = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.scale, **kw)
+            y_neg = F.scaled_dot_product_attention(q_neg, k, v, dropout_p=p, scale=self.scale, **kw)
         lam_pos, lam_neg = self.lambdas()
         if self.tied:
             # (1 + lam) y+ - lam y- = y+ + (-lam)(y- - y+): one fused kernel
-            return torch.lerp(y_pos, y_neg, -self._broadcast(lam_pos, y_pos))
-        return (1 + self._broadcast(lam_pos, y_pos)) * y_pos - self._broadcast(lam_neg, y_pos) * y_neg
+            y = torch.lerp(y_pos, y_neg, -self._broadcast(lam_pos, y_pos))
+        else:
+            y = (1 + self._broadcast(lam_pos, y_pos)) * y_pos - self._broadcast(lam_neg, y_pos) * y_neg
+        return mask.finish(y)
 
-    def signed_weights(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(P, P+, P-)`` materialised, each (B, H, T, T)."""
-        p_pos = masked_scores(q, k, self.scale).softmax(dim=-1)
-        p_neg = masked_scores(self.negative_queries(q), k, self.scale).softmax(dim=-1)
+    def signed_weights(self, q: Tensor, k: Tensor, mask: AttentionMask | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(P, P+, P-)`` materialised, each (B, H, Tq, Tk); causal unless ``mask`` says otherwise."""
+        mask = resolve_mask(q, k) if mask is None else mask
+        p_pos = masked_softmax(q, k, self.scale, mask)
+        p_neg = masked_softmax(self.negative_queries(q), k, self.scale, mask)
         lam_pos, lam_neg = self.lambdas()
         weights = (1 + self._broadcast(lam_pos, p_pos)) * p_pos - self._broadcast(lam_neg, p_pos) * p_neg
         return weights, p_pos, p_neg
 
-    def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        weights, p_pos, p_neg = self.signed_weights(q, k)
+    def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+                  attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        weights, p_pos, p_neg = self.signed_weights(q, k, resolve_mask(q, k, causal, attn_mask))
         if self.attn_dropout_p() > 0:
             # dropout acts on each map separately, as it does inside the two SDPA calls
             lam_pos, lam_neg = self.lambdas()

@@ -1,10 +1,14 @@
-"""Causal linear attention: no softmax, the raw scaled scores weight the values.
+"""Linear attention: no softmax, the raw scaled scores weight the values.
 
-    y_t = sum_{s <= t} (q_t . k_s * scale) v_s
+    y_t = sum_{s allowed for t} (q_t . k_s * scale) v_s      (causal: s <= t)
 
 Fast path: chunked, never materialising T x T. Inside a chunk of C positions the masked C x C
 scores are used directly; everything before the chunk is carried as the running state
 ``sum_s k_s v_s^T`` (head_dim x head_dim), so the cost is O(T C d + T d^2) instead of O(T^2 d).
+Without the causal mask the sum factorises, ``y = scale * q (k^T v)``; a key padding mask
+(one row for every query) zeroes the padded keys first. Other masks (per-query rows, or causal
+with fewer queries than keys) run the materialised path. Masked weights are 0, so a query with no
+allowed key returns 0 by construction.
 Reference path: the materialised masked score matrix (returned as the attention weights; it
 can be negative and its rows do not sum to one).
 """
@@ -15,13 +19,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import AttentionMechanism, causal_mask
+from .base import AttentionMechanism, causal_mask, resolve_mask
 from .registry import register_attention
 
 
 @register_attention("linear")
 class LinearAttention(AttentionMechanism):
     option_names = ("chunk_size",)
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head=None) -> None:
@@ -33,16 +38,30 @@ class LinearAttention(AttentionMechanism):
     def chunk_size(self) -> int:
         return int(self.ctx.options.get("chunk_size", 64))
 
-    def reference(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        mask = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
-        weights = ((q @ k.transpose(-2, -1)) * self.scale).masked_fill(~mask, 0.0)
+    def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+                  attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        weights = (q @ k.transpose(-2, -1)) * self.scale
+        mask = resolve_mask(q, k, causal, attn_mask)
+        dense = mask.dense(q.device)
+        if dense is not None:
+            # zero, not -inf: no softmax follows (empty rows are all-zero after finish anyway)
+            weights = mask.finish(weights.masked_fill(~dense, 0.0))
         y = F.dropout(weights, self.attn_dropout_p(), self.training) @ v
         return y, weights
 
-    def fast(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        if self.attn_dropout_p() > 0 or q.shape[-2] != k.shape[-2]:
-            # dropout acts on individual weights, and KV-cache decoding is short: materialise
-            return self.reference(q, k, v)[0]
+    def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
+             attn_mask: Tensor | None = None) -> Tensor:
+        key_rows = attn_mask is not None and attn_mask.dim() >= 2 and attn_mask.shape[-2] == 1
+        square_causal = causal and q.shape[-2] == k.shape[-2]
+        if self.attn_dropout_p() > 0 or (attn_mask is not None and not key_rows) or (causal and not square_causal):
+            # dropout acts on individual weights, per-query masks and KV-cache steps: materialise
+            return self.reference(q, k, v, causal=causal, attn_mask=attn_mask)[0]
+        if attn_mask is not None:  # key padding: a masked key contributes nothing
+            resolve_mask(q, k, False, attn_mask)  # same validation as every other path
+            keep = attn_mask.reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape)).transpose(-2, -1)
+            k = k * keep.to(k.dtype)
+        if not causal:
+            return (q @ (k.transpose(-2, -1) @ v)) * self.scale
         B, H, T, D = q.shape
         C = min(self.chunk_size, T)
         pad = (-T) % C

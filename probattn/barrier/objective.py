@@ -8,15 +8,23 @@ Options (``--objective barrier --objective-option KEY=VALUE``):
     lam               lambda (default 0.05)
     placement         "embedding" (default: the prior's own r-dim attention on the input
                       embeddings) or "layers" (every chosen layer's own heads)
-    rank              r of the embedding prior (default 8)
-    projection        "fixed" (default) or "learned" (needs prior="full")
+    rank              r of the embedding prior (default 8; "full": r = n_embd, the port's choice)
+    projection        "fixed" (default) or "learned" (trainable W_Q, W_K; with the margin-only
+                      prior the penalty can then be moved by the prior alone: see docs,
+                      "Learned prior", and benchmarks/support_learned_prior.py)
+    unit_rows         learned projections used as W / ||row|| (default false): the prior cannot
+                      shrink its own scores
     projection_seed   seed of the embedding prior's projections (default 0)
     normalize         LayerNorm the embeddings the prior sees (default true)
     prior             "margin" (default) or "full" (embedding placement only)
     sigma             noise scale of the full prior (default 1)
     delta             boundary smoothing of the margin (default 0.01)
-    cap               null (default): b_t = -m_t; a number c: b_t = max(0, c - m_t), only
-                      tokens with margin below c are penalised
+    form              barrier form (probattn.barrier.forms): "smooth" (default, sign-aware
+                      l_delta margin, b_t = -m_t), "abs" (the port's min(-log|det J_t|, 30)),
+                      "one_sided" (b_t = width * softplus((target - m_t) / width))
+    target, width     the one-sided form's target margin (default 0) and width (default 0.5)
+    cap               form=smooth only. null (default): b_t = -m_t; a number c: b_t = max(0, c - m_t),
+                      only tokens with margin below c are penalised
     layers            list of layer indices for placement="layers" (default: all)
     sample_sequences  evaluate the penalty on this many random sequences per step (null: all)
     sample_positions  ... and this many random positions per sequence (null: all)
@@ -40,6 +48,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..train.objectives import Objective, token_metrics
 from .gpt import hook_qk, raw_model
+from .forms import DEFAULT_TARGET, DEFAULT_WIDTH, FORMS, BarrierForm
 from .prior import FIRST_INFORMATIVE, BarrierTerms, EmbeddingPrior, draw_subset, layer_terms
 from .smooth import DEFAULT_DELTA
 
@@ -62,13 +71,14 @@ def _positive_int_or_none(name: str, value: Any) -> int | None:
 
 class BarrierObjective(Objective):
     name = "barrier"
-    option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "prior",
-                    "sigma", "delta", "cap", "layers", "sample_sequences", "sample_positions",
+    option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "unit_rows",
+                    "prior", "sigma", "delta", "form", "target", "width", "cap", "layers", "sample_sequences", "sample_positions",
                     "eval_sequences")
 
     def __init__(self, model=None, lam: float = 0.05, placement: str = "embedding", rank: int = 8,
                  projection: str = "fixed", projection_seed: int = 0, normalize: bool = True,
-                 prior: str = "margin", sigma: float = 1.0, delta: float = DEFAULT_DELTA,
+                 unit_rows: bool = False, prior: str = "margin", sigma: float = 1.0, delta: float = DEFAULT_DELTA,
+                 form: str = "smooth", target: float = DEFAULT_TARGET, width: float = DEFAULT_WIDTH,
                  cap: float | None = None, layers: list[int] | None = None, sample_sequences: Any = "default",
                  sample_positions: Any = "default", eval_sequences: Any = "default"):
         super().__init__(model)
@@ -78,17 +88,24 @@ class BarrierObjective(Objective):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
             raise ConfigError(f"objective option lam must be a number >= 0, got {lam!r}")
         for opt, value, allowed in (("placement", placement, PLACEMENTS), ("projection", projection, PROJECTIONS),
-                                    ("prior", prior, PRIORS)):
+                                    ("prior", prior, PRIORS), ("form", form, FORMS)):
             if value not in allowed:
                 raise ConfigError(f"objective option {opt} must be one of {', '.join(allowed)}, got {value!r}")
         if not (isinstance(delta, (int, float)) and delta > 0) or not (isinstance(sigma, (int, float)) and sigma > 0):
             raise ConfigError(f"objective options delta and sigma must be positive, got {delta!r}, {sigma!r}")
-        if projection == "learned" and prior == "margin":
-            raise ConfigError(
-                "projection=learned needs prior=full: with a margin-only penalty the prior's own "
-                "W_Q, W_K can shrink to zero and zero the penalty without changing the model")
+        if unit_rows and projection != "learned":
+            raise ConfigError("objective option unit_rows applies to projection=learned only")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))):
             raise ConfigError(f"objective option cap must be a number or null, got {cap!r}")
+        if cap is not None and form != "smooth":
+            raise ConfigError("objective option cap applies to form=smooth only")
+        for opt, value in (("target", target), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"objective option {opt} must be a number, got {value!r}")
+        if not width > 0:
+            raise ConfigError(f"objective option width must be positive, got {width!r}")
+        if form == "one_sided" and prior == "full":
+            raise ConfigError("form=one_sided is a margin-only penalty (prior=margin)")
         if cap is not None and prior == "full":
             raise ConfigError("objective option cap applies to the margin-only prior (prior=margin)")
         if layers is not None and placement != "layers":
@@ -101,6 +118,7 @@ class BarrierObjective(Objective):
         self.sigma = float(sigma)
         self.delta = float(delta)
         self.cap = None if cap is None else float(cap)
+        self.form = BarrierForm(form, self.delta, self.cap, float(target), float(width))
         d_seq, d_pos = DEFAULT_SAMPLING[placement]
         self.sample_sequences = _positive_int_or_none(
             "sample_sequences", d_seq if sample_sequences == "default" else sample_sequences)
@@ -109,9 +127,12 @@ class BarrierObjective(Objective):
         self.eval_sequences = _positive_int_or_none(
             "eval_sequences", DEFAULT_EVAL_SEQUENCES[placement] if eval_sequences == "default" else eval_sequences)
         if placement == "embedding":
-            _positive_int_or_none("rank", rank)
+            rank = config.n_embd if rank == "full" else rank
+            if _positive_int_or_none("rank", rank) is None:
+                raise ConfigError("objective option rank must be a positive integer or \"full\"")
             self.prior = EmbeddingPrior(config.n_embd, rank, learned=projection == "learned",
-                                        seed=int(projection_seed), normalize=bool(normalize))
+                                        seed=int(projection_seed), normalize=bool(normalize),
+                                        unit_rows=bool(unit_rows))
             self.layers: list[int] = []
         else:
             chosen = list(range(config.n_layer)) if layers is None else list(layers)
@@ -140,10 +161,12 @@ class BarrierObjective(Objective):
             terms = self._prior_terms_fn(model)(raw_model(model), x, rows, positions)
             return logits, ce, BarrierTerms(*terms)
         (logits, ce), qk = hook_qk(model, x, y, detach=False)
-        return logits, ce, layer_terms(qk, self.layers, self.delta, self.scale, rows, positions, self.cap)
+        return logits, ce, layer_terms(qk, self.layers, self.delta, self.scale, rows, positions, self.cap,
+                                       self.form)
 
     def _prior_terms(self, gpt, x: Tensor, rows: Tensor | None, positions: Tensor | None):
-        t = self.prior.terms(gpt.embed(x), self.delta, self.full, self.sigma, rows, positions, self.cap)
+        t = self.prior.terms(gpt.embed(x), self.delta, self.full, self.sigma, rows, positions, self.cap,
+                             self.form)
         return t.margins, t.value, t.barrier, t.prior_nll
 
     def _prior_terms_fn(self, model):

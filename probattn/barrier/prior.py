@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .moments import strict_cov
+from .forms import BarrierForm
 from .smooth import smooth_logdet
 
 
@@ -91,8 +92,9 @@ def informative(margins: Tensor, positions: Tensor | None) -> Tensor:
 
 def strict_margins(q: Tensor, k: Tensor, delta: float, rows: Tensor | None = None,
                    positions: Tensor | None = None, extra: Tensor | None = None,
-                   scale: float | None = None) -> tuple[Tensor, Tensor | None]:
-    """Smooth margins ``l_delta(det(I - C_t))`` (B', H, T') of strict maps, fast path.
+                   scale: float | None = None, form: BarrierForm | None = None) -> tuple[Tensor, Tensor | None]:
+    """Margins (B', H, T') of strict maps, fast path: ``l_delta(det(I - C_t))`` or, with a
+    ``form``, that form's margin of ``I - C_t``.
 
     Computed in float32 (float64 for the determinants) with autocast off: bf16 would ruin the
     cancellation in ``C_t``.
@@ -106,13 +108,15 @@ def strict_margins(q: Tensor, k: Tensor, delta: float, rows: Tensor | None = Non
         extra = None if extra is None else extra.to(q.dtype)
         cov, extra_means = strict_cov(q, k, positions=positions, extra=extra, scale=scale)
         eye = torch.eye(q.shape[-1], dtype=cov.dtype, device=cov.device)
-        return smooth_logdet(eye - cov, delta), extra_means
+        J = eye - cov
+        return (smooth_logdet(J, delta) if form is None else form.margins(J)), extra_means
 
 
 class EmbeddingPrior(nn.Module):
     """The embedding prior's own attention: projections ``W_Q, W_K`` (r x d)."""
 
-    def __init__(self, dim: int, rank: int = 8, learned: bool = False, seed: int = 0, normalize: bool = True):
+    def __init__(self, dim: int, rank: int = 8, learned: bool = False, seed: int = 0, normalize: bool = True,
+                 unit_rows: bool = False):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         # unit-variance projections of unit-variance (LayerNormed) coordinates: scores are O(1)
@@ -125,30 +129,36 @@ class EmbeddingPrior(nn.Module):
             self.register_buffer("w_k", w_k)
         self.normalize = normalize
         self.dim = dim
+        #: use W / ||W_row|| (each row unit norm): a learned prior then cannot shrink its scores
+        self.unit_rows = unit_rows
 
     def inputs(self, emb: Tensor) -> Tensor:
         return F.layer_norm(emb, (self.dim,)) if self.normalize else emb
 
     def qk(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, d) -> q, k of shape (B, 1, T, r)."""
-        return (u @ self.w_q.T).unsqueeze(1), (u @ self.w_k.T).unsqueeze(1)
+        w_q, w_k = self.w_q, self.w_k
+        if self.unit_rows:
+            w_q = w_q / w_q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            w_k = w_k / w_k.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (u @ w_q.T).unsqueeze(1), (u @ w_k.T).unsqueeze(1)
 
     def margins(self, emb: Tensor, delta: float, rows: Tensor | None = None, positions: Tensor | None = None,
-                full: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+                full: bool = False, form: BarrierForm | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Margins (B', 1, T') of every (chosen) position, the prior's inputs u, and mu_t if ``full``."""
         with torch.autocast(device_type=emb.device.type, enabled=False):  # keep the prior in full precision
             u = self.inputs(emb.to(self.w_q.dtype))
             q, k = self.qk(u)
         extra = u.unsqueeze(1) if full else None
-        margins, mu = strict_margins(q, k, delta, rows, positions, extra)
+        margins, mu = strict_margins(q, k, delta, rows, positions, extra, form=form)
         return margins, u, mu
 
     def terms(self, emb: Tensor, delta: float, full: bool = False, sigma: float = 1.0,
               rows: Tensor | None = None, positions: Tensor | None = None,
-              cap: float | None = None) -> BarrierTerms:
-        margins, u, mu = self.margins(emb, delta, rows, positions, full)
+              cap: float | None = None, form: BarrierForm | None = None) -> BarrierTerms:
+        margins, u, mu = self.margins(emb, delta, rows, positions, full, form)
         kept = informative(margins, positions)
-        barrier = _mean(barrier_values(kept, cap))
+        barrier = _mean(barrier_values(kept, cap) if form is None else form.barrier(kept))
         if not full:
             return BarrierTerms(kept, barrier, barrier)
         # full prior: -log p(u) = sum_t ||u_t - mu_t||^2 / (2 sigma^2) - log det J_t (+ const)
@@ -162,7 +172,7 @@ class EmbeddingPrior(nn.Module):
 
 def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float, scale: float,
                 rows: Tensor | None = None, positions: Tensor | None = None,
-                cap: float | None = None) -> BarrierTerms:
+                cap: float | None = None, form: BarrierForm | None = None) -> BarrierTerms:
     """Margins of every head of the chosen layers (same sample of tokens in every layer).
 
     With a sample of positions (training) the layers' heads are stacked into one batch of heads:
@@ -174,13 +184,14 @@ def layer_terms(qk: list[tuple[Tensor, Tensor]], layers: list[int], delta: float
     layer otherwise.
     """
     if positions is None:
-        margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, None, scale=scale)[0] for l in layers]
+        margins = [strict_margins(qk[l][0], qk[l][1], delta, rows, None, scale=scale, form=form)[0]
+                   for l in layers]
         flat = torch.cat([informative(m, None) for m in margins])
     else:
         if rows is not None:  # keep only the sampled sequences before copying
             qk = [(q[rows], k[rows]) for q, k in qk]
         q = torch.cat([qk[l][0] for l in layers], dim=1)
         k = torch.cat([qk[l][1] for l in layers], dim=1)
-        flat = informative(strict_margins(q, k, delta, None, positions, scale=scale)[0], positions)
-    barrier = _mean(barrier_values(flat, cap))
+        flat = informative(strict_margins(q, k, delta, None, positions, scale=scale, form=form)[0], positions)
+    barrier = _mean(barrier_values(flat, cap) if form is None else form.barrier(flat))
     return BarrierTerms(flat, barrier, barrier)

@@ -11,11 +11,11 @@ Writes ``diagnostics.json`` and figures (PNG) to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
 
 
 def add_commands(subparsers) -> None:
@@ -28,30 +28,32 @@ def add_commands(subparsers) -> None:
     p.add_argument("--attention-option", action="append", default=[], metavar="KEY=VALUE",
                    help="mechanism option for --attention (repeatable; JSON values)")
     p.add_argument("--preset", default="quick", help="model preset for --attention (default quick)")
-    p.add_argument("--n-layer", type=int, default=None, help="override the preset's depth")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed for --attention")
+    p.add_argument("--n-layer", type=number(POSITIVE_INT), default=None, help="override the preset's depth")
+    p.add_argument("--seed", type=number(SEED), default=0, help="initialisation seed for --attention")
     p.add_argument("--data-dir", action="append", default=None, help="folder searched for named corpora")
-    p.add_argument("--sequences", type=int, default=4, help="validation windows to average over")
-    p.add_argument("--layer", type=int, default=None, help="layer whose attention map is drawn (default middle)")
+    p.add_argument("--sequences", type=number(POSITIVE_INT), default=4, help="validation windows to average over")
+    p.add_argument("--layer", type=number(NON_NEGATIVE_INT), default=None, help="layer whose attention map is drawn (default middle)")
     p.add_argument("--lam-sweep", default=None,
                    help="comma-separated lam+ values: faithfulness test (gpam stack, lam- fixed to --lam-neg)")
-    p.add_argument("--lam-neg", type=float, default=1.0)
+    p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=1.0)
     p.add_argument("--out", default=None, help="output folder (default: <run>/diagnostics or "
                                                 "reports/diagnose/<attention>)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     p.set_defaults(func=cmd_diagnose)
 
 
 def _parse_options(items: list[str]) -> dict:
+    import argparse
+
+    from ..options import parse_key_value
+
     out = {}
     for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--attention-option expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
         try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+            key, value = parse_key_value(item)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"--attention-option: {e}") from None
+        out[key] = value
     return out
 
 
@@ -133,7 +135,7 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
     full = residual_profile(model, idx)
     with torch.no_grad():
         pure = stack_profile(model_attention_stack(model), model.embed(idx))
-    _, cache = model.run_with_cache(idx[:1], names=[f"blocks.{layer}.attn.hook_pattern"])
+    _, cache = model.run_with_cache(idx[:1], names_filter=[f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].float().cpu()
 
     results = {"label": label, "attention": model.config.attention,
@@ -172,13 +174,14 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir, write_json
     from ..report.figures import plt, save_figure
-    from ..io import write_json
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
         raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
     model, idx, label, records, out = _load_source(args)
+    check_output_dir(out)
     try:
         results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
     except ConfigError:

@@ -2,40 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import POSITIVE_INT, Range, check_fields, setting
+
+NORM_POSITIONS = ("pre", "post")
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False
+    vocab_size: int = setting(65, "vocabulary size (set by the tokenizer)", POSITIVE_INT)
+    block_size: int = setting(256, "context length in tokens", POSITIVE_INT)
+    n_layer: int = setting(6, "transformer blocks", POSITIVE_INT)
+    n_head: int = setting(6, "attention heads per block (must divide n_embd)", POSITIVE_INT)
+    n_embd: int = setting(384, "embedding width", POSITIVE_INT)
+    dropout: float = setting(0.0, "dropout probability", Range(0, 1, hi_open=True))
+    bias: bool = setting(False, "biases in the linear layers and LayerNorms")
     #: MLP hidden width; None means 4 * n_embd (set it to match parameter counts across variants)
-    mlp_hidden: int | None = None
-    attention: str = "softmax"
+    mlp_hidden: int | None = setting(None, "MLP hidden width (none: 4 x n_embd)", POSITIVE_INT)
+    #: "pre": x + f(LN x), final LayerNorm (GPT-2, nanoGPT); "post": LN(x + f(x)), no final
+    #: LayerNorm (the original Transformer, fairseq's default)
+    norm_position: str = setting("pre", "LayerNorm placement: pre (GPT-2) or post (original Transformer)")
+    attention: str = setting("softmax", "attention mechanism (probattn list)")
     #: mechanism-specific options, e.g. {"lam": 0.2} for gpam (validated by the mechanism)
-    attention_options: dict[str, Any] = field(default_factory=dict)
+    attention_options: dict[str, Any] = setting(help="mechanism option, e.g. lam=0.5 (repeatable)",
+                                                default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.mlp_hidden is not None and (isinstance(self.mlp_hidden, bool) or not isinstance(self.mlp_hidden, int) or self.mlp_hidden <= 0):
-            raise ConfigError(f"mlp_hidden must be a positive integer, got {self.mlp_hidden!r}")
+        check_fields(self)
+        if self.norm_position not in NORM_POSITIONS:
+            raise ConfigError(f"norm_position must be one of {', '.join(NORM_POSITIONS)}, got {self.norm_position!r}")
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         from ..attention import validate_attention
 
         validate_attention(self.attention, dict(self.attention_options), self.n_head)
@@ -52,7 +54,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:

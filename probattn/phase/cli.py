@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import check_output_dir
+from ..options import POSITIVE, Range, number
 
 
 def add_commands(subparsers) -> None:
@@ -17,14 +19,14 @@ def add_commands(subparsers) -> None:
         help="copy-task attention: P* and the phase diagram from the order-parameter theory",
         description="Minimise the order-parameter free energy over P and sigma_s for softmax and "
                     "linear attention; print P* and the kind of transition, write JSON and a figure.")
-    p.add_argument("--L", type=int, default=64, help="sequence length (default 64)")
-    p.add_argument("--V", type=int, default=None, help="vocabulary size (default: L)")
-    p.add_argument("--sigma-s", type=float, default=0.5, help="prior scale of the scores S")
-    p.add_argument("--sigma-w", type=float, default=1.0, help="prior scale of the readout W")
-    p.add_argument("--kappa", type=float, default=0.1, help="noise variance of the likelihood")
-    p.add_argument("--P-min", type=float, default=None, help="smallest P on the grid (default P*/10)")
-    p.add_argument("--P-max", type=float, default=None, help="largest P on the grid (default 10 P*)")
-    p.add_argument("--n-P", type=int, default=160, help="grid points in P")
+    p.add_argument("--L", type=number(Range(lo=2, integer=True)), default=64, help="sequence length (default 64)")
+    p.add_argument("--V", type=number(Range(lo=2, integer=True)), default=None, help="vocabulary size (default: L)")
+    p.add_argument("--sigma-s", type=number(POSITIVE), default=0.5, help="prior scale of the scores S")
+    p.add_argument("--sigma-w", type=number(POSITIVE), default=1.0, help="prior scale of the readout W")
+    p.add_argument("--kappa", type=number(POSITIVE), default=0.1, help="noise variance of the likelihood")
+    p.add_argument("--P-min", type=number(POSITIVE), default=None, help="smallest P on the grid (default P*/10)")
+    p.add_argument("--P-max", type=number(POSITIVE), default=None, help="largest P on the grid (default 10 P*)")
+    p.add_argument("--n-P", type=number(Range(lo=3, integer=True)), default=160, help="grid points in P")
     p.add_argument("--grid", action="append", default=[], metavar="NAME:LO:HI:N",
                    help="two-parameter diagram: P and/or one scale (sigma_s, sigma_w, kappa), geometric "
                         "grid, e.g. --grid P:2:200:80 --grid sigma_s:0.1:2:24; draws the first-order "
@@ -52,6 +54,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.n_P < 3:
         raise ConfigError(f"--n-P must be at least 3, got {args.n_P}")
+    check_output_dir(args.out)
     cfg = TheoryConfig(L=args.L, V=args.V if args.V is not None else args.L,
                        sigma_s=args.sigma_s, sigma_w=args.sigma_w, kappa=args.kappa,
                        entropy=args.entropy, causal=args.causal)

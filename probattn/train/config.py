@@ -9,6 +9,17 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..model.config import GPTConfig
+from ..options import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    UNIT_OPEN,
+    Range,
+    check_fields,
+    setting,
+)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -17,74 +28,60 @@ COMPILE = ("auto", "on", "off")
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus: str = "default"
-    #: a file that replaces the validation split (the corpus is then all training text)
-    valid_data: str | None = None
-    tokenizer: str = "char"
-    data_dirs: tuple[str, ...] = ()
-    train_fraction: float = 0.9
-    download: bool = True
+    corpus: str = setting("default", "corpus: 'default' (embedded), a named corpus (probattn list), "
+                          "a UTF-8 text file or a folder with train.txt and valid.txt")
+    valid_data: str | None = setting(None, "a text file that replaces the validation split "
+                                     "(the corpus is then all training text)")
+    tokenizer: str = setting("char", "'char' (one token per character) or 'byte' (UTF-8 bytes)")
+    data_dirs: tuple[str, ...] = setting((), "folder searched for named corpora (repeatable; "
+                                         "also $PROBATTN_DATA)")
+    train_fraction: float = setting(0.9, "share of a single text file used for training",
+                                    UNIT_OPEN)
+    download: bool = setting(True, "download a missing named corpus (--no-download: error instead)")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.tokenizer not in ("char", "byte"):
             raise ConfigError(f"tokenizer must be 'char' or 'byte', got {self.tokenizer!r}")
-        if not 0.0 < self.train_fraction < 1.0:
-            raise ConfigError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
         object.__setattr__(self, "data_dirs", tuple(self.data_dirs))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_steps: int = 2000
-    batch_size: int = 32  # per process and micro-step
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    lr_decay_steps: int | None = None  # None: decay over max_steps
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 disables clipping
-    eval_interval: int = 250
-    eval_batches: int = 20
-    log_interval: int = 10
-    checkpoint_interval: int | None = None  # None: at every evaluation
-    seed: int = 1337
-    device: str = "auto"
-    dtype: str = "auto"  # auto: bfloat16 autocast on CUDA, float32 elsewhere
-    compile: str = "auto"  # auto: on for CUDA, off for CPU
-    objective: str = "ce"
-    objective_options: dict[str, Any] = field(default_factory=dict)
-    #: log the gradient norm of every layer's query weights (diagnostics)
-    log_query_grad_norms: bool = False
-    tensorboard: bool = False
-    wandb_project: str | None = None
+    max_steps: int = setting(2000, "optimizer steps in total", POSITIVE_INT)
+    batch_size: int = setting(32, "sequences per process and micro-step", POSITIVE_INT)
+    grad_accum: int = setting(1, "micro-steps accumulated per optimizer step", POSITIVE_INT)
+    lr: float = setting(1e-3, "peak learning rate (after warm-up)", POSITIVE)
+    min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay (<= lr)", NON_NEGATIVE)
+    warmup_steps: int = setting(100, "linear warm-up steps", NON_NEGATIVE_INT)
+    lr_decay_steps: int | None = setting(None, "steps of the cosine decay (none: max_steps)",
+                                         POSITIVE_INT)
+    weight_decay: float = setting(0.1, "AdamW weight decay (not applied to gains and biases)",
+                                  NON_NEGATIVE)
+    beta1: float = setting(0.9, "AdamW beta1", Range(0, 1, hi_open=True))
+    beta2: float = setting(0.99, "AdamW beta2", Range(0, 1, hi_open=True))
+    grad_clip: float = setting(1.0, "gradient-norm clipping threshold (0 disables clipping)",
+                               NON_NEGATIVE)
+    eval_interval: int = setting(250, "steps between validation evaluations", POSITIVE_INT)
+    eval_batches: int = setting(20, "fixed validation batches per evaluation", POSITIVE_INT)
+    log_interval: int = setting(10, "steps between training-loss records", POSITIVE_INT)
+    checkpoint_interval: int | None = setting(None, "steps between resumable checkpoints "
+                                              "(none: at every evaluation)", POSITIVE_INT)
+    seed: int = setting(1337, "seed of the weights, the batches and dropout", SEED)
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda, cuda:N or mps")
+    dtype: str = setting("auto", "auto (bfloat16 autocast on CUDA, float32 elsewhere), float32, bfloat16")
+    compile: str = setting("auto", "torch.compile: auto (on for CUDA), on, off")
+    objective: str = setting("ce", "training loss: ce (cross-entropy) or barrier (probattn list)")
+    objective_options: dict[str, Any] = setting(help="objective option, e.g. lam=0.05 (repeatable)",
+                                                default_factory=dict)
+    log_query_grad_norms: bool = setting(False, "log each layer's query-weight gradient norm")
+    tensorboard: bool = setting(False, "also log to TensorBoard (extra 'log')")
+    wandb_project: str | None = setting(None, "also log to this Weights & Biases project (extra 'log')")
 
     def __post_init__(self) -> None:
-        positive = ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches",
-                    "log_interval")
-        for name in positive:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("lr_decay_steps", "checkpoint_interval"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
-        if not 0 <= self.min_lr <= self.lr:
+        check_fields(self)
+        if not self.min_lr <= self.lr:
             raise ConfigError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr!r}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.grad_clip < 0:
-            raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N, got {self.device!r}")
         if self.dtype not in DTYPES:
@@ -115,7 +112,7 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         try:
             return cls(
                 model=_build(GPTConfig, data.get("model", {})),

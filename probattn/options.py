@@ -1,0 +1,166 @@
+"""Numeric ranges declared once, checked everywhere: in config dataclasses and on the command line.
+
+A :class:`Range` says what a number means (finite, integer, bounds). Config dataclasses attach
+one to a field with :func:`setting` (which also carries the flag's help text); command-line flags
+take ``type=number(...)``. Either way a bad value is one error that names the field or the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded
+    hi_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        if self.integer and self.lo == 1 and self.hi is None:
+            return "a positive integer"
+        if self.lo is not None and self.hi is not None:
+            left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+            return f"{kind} in {left}{self.lo:g}, {self.hi:g}{right}"
+        if self.lo == 0 and self.lo_open and not self.integer:
+            return "a positive finite number"
+        if self.lo is not None:
+            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+        return kind
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is in range, else what is wrong with it."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be {self.describe()}, got {value!r}"
+        if self.integer and not isinstance(value, int):
+            return f"must be {self.describe()}, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be {self.describe()}, got {value!r}"
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return f"must be {self.describe()}, got {value!r}"
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return f"must be {self.describe()}, got {value!r}"
+        return None
+
+
+FINITE = Range()
+POSITIVE = Range(lo=0, lo_open=True)
+NON_NEGATIVE = Range(lo=0)
+POSITIVE_INT = Range(lo=1, integer=True)
+NON_NEGATIVE_INT = Range(lo=0, integer=True)
+SEED = NON_NEGATIVE_INT
+UNIT_OPEN = Range(lo=0, hi=1, lo_open=True, hi_open=True)  # (0, 1)
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", range: Range | None = None,
+            default_factory: Any = dataclasses.MISSING):
+    """A dataclass field with its meaning (``--help``) and its range (checked on construction)."""
+    meta = {"help": help, "range": range}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_fields(obj: Any) -> None:
+    """Every field with a declared range (``None`` allowed where the default is ``None``)."""
+    for f in dataclasses.fields(obj):
+        rng = f.metadata.get("range")
+        value = getattr(obj, f.name)
+        if rng is None or (value is None and f.default is None):
+            continue
+        if not rng.integer and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # an integer where a real number is expected is fine (JSON "1")
+            object.__setattr__(obj, f.name, value)
+        problem = rng.problem(value)
+        if problem:
+            raise ConfigError(f"{f.name} {problem}")
+
+
+class number:
+    """argparse ``type=``: parse an int or a float and check it against a :class:`Range`.
+
+    argparse prefixes the message with the flag (``argument --temperature: must be ...``).
+    """
+
+    def __init__(self, rng: Range = FINITE):
+        self.range = rng
+        self.__name__ = "integer" if rng.integer else "number"  # argparse's fallback message
+
+    def __call__(self, text: str):
+        try:
+            value: Any = int(text) if self.range.integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {self.range.describe()}, got {text!r}") from None
+        problem = self.range.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem[: problem.rfind(', got')]}, got {text!r}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"number({self.range.describe()})"
+
+
+def flag_range(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False) -> number:
+    return number(Range(lo, hi, lo_open, hi_open, integer))
+
+
+def _no_constant(name: str):
+    raise ValueError(name)
+
+
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (else the string); NaN and infinities are refused."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed: Any = json.loads(value, parse_constant=_no_constant)
+    except ValueError as e:
+        if not isinstance(e, json.JSONDecodeError) or value.strip().lower() in NON_FINITE_WORDS:
+            raise argparse.ArgumentTypeError(f"{key.strip()} must be a finite number, got {value!r}") from None
+        parsed = value
+    if isinstance(parsed, float) and not math.isfinite(parsed):  # 1e999
+        raise argparse.ArgumentTypeError(f"{key.strip()} must be a finite number, got {value!r}")
+    return key.strip(), parsed
+
+
+NON_FINITE_WORDS = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
+
+
+def device_flag(text: str) -> str:
+    """argparse ``type=`` for ``--device``: auto, cpu, cuda, cuda:N or mps, and present here.
+
+    ``auto`` becomes ``cuda`` when CUDA is available, else ``cpu``.
+    """
+    name = text.strip().lower()
+    if name not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", name):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    if name == "cpu":
+        return name
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r} asked for, but CUDA is not available here")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r} asked for, but this machine has "
+                                             f"{torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("'mps' asked for, but MPS is not available here")
+    return name
