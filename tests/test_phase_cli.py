@@ -45,19 +45,35 @@ def test_phase_diagram_non_numeric_flag_is_one_line(capsys):
 
 @needs("arviz", "bayes")
 def test_phase_experiment_smoke(tmp_path, capsys):
+    from dataclasses import fields
+
+    from probattn.experiments.phase import PhaseResults
+
     rc = main(["experiment", "phase", "--scale", "smoke", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "report:" in out
-    res = json.loads((tmp_path / "results.json").read_text())
+    text = (tmp_path / "results.json").read_text()
+    res = json.loads(text)
+    assert set(res) == {f.name for f in fields(PhaseResults)}  # results.json is the dataclass
     for kind in ("softmax", "linear"):
         for P, post in res["posterior"][kind].items():
             for start in ("zero", "copy"):
                 assert post[start]["ess_m"] > 0 and post[start]["rhat_m"] > 0  # diagnostics reported
-        assert res["transitions"][kind]["P_star"] > 0
+        assert res["transitions"][kind]["P_star"] > 0 and res["transitions_entropy"][kind]["P_star"] > 0
+        assert res["causal"][kind]["rows"] and res["diagrams"]["sigma_s"][kind]["rows"]
     assert res["transitions"]["linear"]["order"] == "second"
-    for name in ("m_vs_P_softmax", "m_vs_P_linear", "landscapes", "P_star_vs_L", "phase_diagram"):
+    assert {r["D"] for r in res["d_sweep"]} == {12, 144} and all(r["ess_m"] > 0 for r in res["d_sweep"])
+    assert res["factored"]["samples"] and res["full_adam"]
+    names = {r["name"] for r in res["scaling"]["table"]}
+    assert "V fixed, prior fixed, P in tokens" in names and "V = L, prior var ~ 1/L, P in sequences" in names
+    assert res["findings"] and any("D-sweep" in f for f in res["findings"])
+    for name in ("m_vs_P_softmax", "m_vs_P_linear", "landscapes", "P_star_vs_L", "phase_diagram", "d_sweep"):
         assert (tmp_path / "figures" / f"{name}.png").exists()
     assert "R-hat" in (tmp_path / "report.md").read_text()
+    # a second run resumes from the cache: the same results, nothing recomputed
+    rc = main(["experiment", "phase", "--scale", "smoke", "--out", str(tmp_path)])
+    assert rc == 0 and capsys.readouterr().out.count("from cache") == 12
+    assert json.loads((tmp_path / "results.json").read_text()) == res
 
 
 def test_phase_experiment_bad_scale(capsys):

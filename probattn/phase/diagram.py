@@ -58,7 +58,7 @@ def crossover_band(P: np.ndarray, m: np.ndarray, lo: float = 0.1, hi: float = 0.
     return float(P[np.argmax(frac >= lo)]), float(P[np.argmax(frac >= hi)])
 
 
-def two_parameter_diagram(cfg: TheoryConfig, y: Grid, P_values, kinds=("softmax", "linear")) -> dict:
+def two_parameter_diagram(cfg: TheoryConfig, y: Grid, P_values, kinds=("softmax", "linear"), n_P: int = 160) -> dict:
     """The diagram over (P, y) for each kind (y: a prior scale or the noise)."""
     if y.name == "P":
         raise ConfigError("the second --grid parameter must be a scale (sigma_s, sigma_w or kappa), not P")
@@ -71,7 +71,7 @@ def two_parameter_diagram(cfg: TheoryConfig, y: Grid, P_values, kinds=("softmax"
             c = cfg.replace(**{y.name: float(val)})
             lam, n_min = global_minimiser(P, kind, c)
             m = np.abs(order_parameters(lam, kind, c.L, c.causal)[0])
-            t = find_transition(kind, c)
+            t = find_transition(kind, c, n_P=n_P)
             band = crossover_band(P, m) if t.order != "first" else None
             rows.append({"y": float(val), "m_star": m.tolist(), "n_minima": n_min.tolist(), "order": t.order,
                          "P_star": t.P_star, "spinodals": list(t.coexistence) if t.order == "first" else None,

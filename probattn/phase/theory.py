@@ -112,6 +112,8 @@ def lambda_grid(kind: str, L: int, n: int = 2001, cfg: TheoryConfig | None = Non
     """Where the minima can be: softmax up to well past ln L; linear in [0, 1.5] (F is even),
     wider with the off-shift entropy (which inflates m when D > V^2; see entropy.py)."""
     if check_kind(kind) == "softmax":
+        if cfg is not None and cfg.entropy:
+            n = min(n, 601)  # each point is a minimisation over v: a coarser grid, P* still by bisection
         return np.linspace(-1.0, 2.0 * math.log(L) + 4.0, n)
     top = 1.5
     if cfg is not None and cfg.entropy:
