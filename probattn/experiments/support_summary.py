@@ -218,10 +218,11 @@ def _figures(summary: dict, dest: Path) -> list[str]:
     by = summary["_by"]
     for corpus, variants in by.items():
         shown = [n for n in ("baseline", "barrier lam=0.05", "barrier lam=0.2", "noise-aug sigma=0.3") if n in variants]
-        fig, axes = new_figure(ncols=3, nrows=2, width=4.6, height=3.3)
+        fig, axes = new_figure(ncols=4, nrows=2, width=4.2, height=3.3)
         for row, source in enumerate(("prior", "layers")):
             for col, (key, label) in enumerate((("q0.5", "median margin"), ("q0.05", "5 % quantile of margins"),
-                                                ("share_det<0.5", "share of tokens with det J_t < 1/2"))):
+                                                ("share_det<1", "share with det J_t < 1"),
+                                                ("share_det<0.5", "share with det J_t < 1/2"))):
                 ax = axes[row][col]
                 for n in shown:
                     steps, mean, sd = tracker_curves(variants[n], source, key)
