@@ -206,6 +206,20 @@ def summarize(out: Path) -> dict[str, Any]:
                     row[cond] = {"control_gain": g, "outside_measured_costs": outside,
                                  "barrier_gain": v["conditions"][cond]["damage_gain"]["mean"]}
                 v["matched_controls"][fam] = row
+        # barrier minus control, paired by seed (same baseline seed for both)
+        controls = [n for n, v in cs["variants"].items() if v["kind"] == "control"]
+        for name, v in cs["variants"].items():
+            if v["kind"] != "barrier":
+                continue
+            v["vs_controls"] = {}
+            for ctl in controls:
+                a = dict(zip(v["seeds"], zip(v["clean_cost"]["values"], v["conditions"][headline_key]["damage_gain"]["values"])))
+                w = cs["variants"][ctl]
+                b = dict(zip(w["seeds"], zip(w["clean_cost"]["values"], w["conditions"][headline_key]["damage_gain"]["values"])))
+                common = sorted(set(a) & set(b))
+                v["vs_controls"][ctl] = {"seeds": common,
+                                         "cost_difference": interval_summary([a[s][0] - b[s][0] for s in common]),
+                                         "gain_difference": interval_summary([a[s][1] - b[s][1] for s in common])}
         cs["support"] = {}
         for name in ("baseline", "barrier lam=0.05", "barrier lam=0.2"):
             if name in variants and len(variants[name]) >= 2:
@@ -338,6 +352,14 @@ def markdown(summary: dict, scale) -> str:
                         row = v["matched_controls"][f][c]
                         cells.append(f"{100 * row['control_gain']:+.1f} %" + ("*" if row["outside_measured_costs"] else ""))
                     lines.append(f"| {n} | {c} | {100 * v['conditions'][c]['damage_gain']['mean']:+.1f} % | " + " | ".join(cells) + " |")
+        rows = [(n, c, d) for n, v in cs["variants"].items() for c, d in v.get("vs_controls", {}).items()]
+        if rows:
+            lines += ["", f"Barrier minus control, paired by seed ({summary['headline_condition']} x RMS): "
+                      "difference in clean cost and in damage gain (positive gain difference = the barrier is more robust):", "",
+                      "| barrier variant | control | seeds | clean cost difference | damage gain difference |", "|---|---|---|---|---|"]
+            for n, c, d in rows:
+                lines.append(f"| {n} | {c} | {len(d['seeds'])} | {fmt_interval(d['cost_difference'], 2)} | "
+                             f"{fmt_interval(d['gain_difference'], 1)} |")
         for name, per_source in cs.get("support", {}).items():
             for src, st in per_source.items():
                 lines += ["", f"Support tokens ({name}, {src} margins, bottom 5 % of fixed held-out windows, "
