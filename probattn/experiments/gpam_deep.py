@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..data import load_corpus, read_text_file
-from ..errors import ProbattnError
 from ..data.corpora import default_text, local_splits
+from ..errors import ProbattnError
 from ..io import atomic_write_text
 from ..report import paired_t_interval, summarize
 from ..runs import evaluate_tokens, load_run
 from ..train import RunConfig, apply_overrides, preset_config, train
-from .context import ExperimentContext
 from .common import finished_result, resumable
+from .context import ExperimentContext
 
 DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- tuned on validation, "
                "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity")
@@ -212,7 +212,7 @@ def scoring_texts(corpus_dir: Path, scale: DeepScale) -> dict[str, str]:
             "test": cut_at_line(read_text_file(corpus_dir / "test.txt"), scale.test_chars)}
 
 
-def measure_deep_lm(ctx: ExperimentContext) -> "DeepLMResults":
+def measure_deep_lm(ctx: ExperimentContext) -> DeepLMResults:
     """Tune (lam+, lam-) on seed ``seeds[0]``, then train every variant seed by seed (seed-major,
     so a measurement cut short still has every variant for the seeds it finished)."""
     scale = DEEP_SETTINGS[ctx.scale]
