@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ...barrier.gpt import LayerMargins
-from ...barrier.moments import _outer_features, cov_from_means, strict_means, strict_means_at
+from ...barrier.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
 from ...errors import ConfigError
 from .attention import (
     IMPLEMENTATION,
@@ -121,20 +121,22 @@ def layer_small_matrices(q: Tensor, k: Tensor, scale: float, rot: Tensor | None,
         q, k = q[rows], k[rows]
         if rot is not None and rot.shape[0] > 1:  # batch 1: positions shared by every sequence
             rot = rot[rows]
-    qhat = q if rot is None else torch.linalg.solve(rot[:, None], q[..., None])[..., 0]
+    # qhat_s = R_s^{-1} q_s; one inverse per position, shared by the heads
+    qhat = q if rot is None else (torch.linalg.inv(rot)[:, None] @ q[..., None])[..., 0]
     # a per-sequence shift of qhat and k leaves M_t unchanged (weights sum to one) and keeps it accurate
     qc = qhat - qhat.mean(dim=2, keepdim=True).detach()
     kc = k - k.mean(dim=2, keepdim=True).detach()
     p = q.shape[-1]
-    feats = _outer_features(qc, kc)
-    if positions is None:
-        means = strict_means(q, k, feats, scale)  # weights from the real scores
-    else:
-        means = strict_means_at(q, k, feats, positions, scale)
+    if positions is None:  # every position: one fused pass over the p^2 + 2p moment features
+        m = cov_from_means(strict_means(q, k, _outer_features(qc, kc), scale), p, scale)  # weights: real scores
+    else:  # n positions: weights n x T, and sum_s w_s qc_s kc_s^T as one batched product
+        w = strict_weights_at(q, k, positions, scale)  # (B, H, n, T)
+        second = (w[..., None] * qc[:, :, None]).transpose(-1, -2) @ kc[:, :, None]  # (B, H, n, p, p)
+        qbar, kbar = w @ qc, w @ kc
+        m = scale * (second - qbar[..., :, None] * kbar[..., None, :])
         if rot is not None:  # R_t at the chosen positions
             rot = torch.gather(rot.expand(positions.shape[0], -1, -1, -1), 1,
                                positions[:, :, None, None].expand(-1, -1, p, p))
-    m = cov_from_means(means, p, scale)  # (B, H, T or n, p, p)
     eye = torch.eye(p, dtype=m.dtype, device=m.device)
     return eye - (m if rot is None else rot[:, None] @ m)
 
