@@ -12,7 +12,7 @@ EXTRAS ?= test,bayes,hf,nmt,pretrained,lint
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.probattn-installed
 
-.PHONY: demo test test-slow lint bench install clean
+.PHONY: demo test test-slow lint bench install clean nmt-data
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
+
+# the Ding German-English dictionary (GPL-2+) for the translation study; Debian/Ubuntu, as root
+nmt-data:
+	test -f /usr/share/trans/de-en || apt-get install -y trans-de-en
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache

@@ -3,7 +3,6 @@
 import inspect
 
 import torch
-
 import transformers
 
 VOCAB = 40

@@ -31,6 +31,9 @@ CASES = [
     (["diagnose", "--attention", "softmax", "--preset", "tiny", "--out", FILE], "is a file, not a folder"),
     (["experiment", "baseline", "--scale", "smoke", "--out", FILE], "is a file, not a folder"),
     (["reproduce", "--scale", "smoke", "--out", f"{FILE}/r"], "is a file, not a folder"),
+    (["train-nmt", "--preset", "smoke", "--out", FILE], "is a file, not a folder"),
+    (["translate", "--run", "missing", "--text", "Hallo", "--output", "folder"], "is a folder, not a file"),
+    (["eval-nmt", "--run", "missing", "--json", f"{FILE}/s.json"], "is a file, not a folder"),
 ]
 
 

@@ -161,6 +161,7 @@ def test_a_second_writer_is_refused_and_a_killed_one_traps_nobody(finished, tmp_
         for p in holders:
             p.send_signal(signal.SIGKILL)  # kill -9: the lock file stays, the lock does not
             p.wait()
+            p.stdout.close()
     assert (run / ".lock").exists()
     code, out, _ = run_cli(["train", "--resume", "--out", run, "--max-steps", "9", "--no-progress"], capsys)
     assert code == 0 and "done: 9 steps" in out
@@ -191,6 +192,7 @@ def test_temporary_files_of_a_killed_write_are_removed_on_the_next_start(finishe
         assert p.stdout.readline().strip() == "writing"
         p.send_signal(signal.SIGKILL)
         p.wait()
+        p.stdout.close()
     leftovers = sorted(p.name for p in run.rglob(".*.tmp"))
     assert len(leftovers) == 3 and last.read_bytes() == good  # the old checkpoint survived
     (run / "notes.tmp").write_text("the user's own file\n")

@@ -64,6 +64,14 @@ CASES = [
     (["experiment", "baseline", "--seeds", "-1"], "--seeds"),
     (["experiment", "baseline", "--seeds", "0", "nan"], "--seeds"),
     (["reproduce", "--seeds", "-2"], "--seeds"),
+    # translation
+    (["train-nmt", "--lr", "nan"], "--lr"),
+    (["train-nmt", "--seed", "-1"], "--seed"),
+    (["translate", *RUN, "--text", "Hallo", "--beam", "0"], "--beam"),
+    (["translate", *RUN, "--text", "Hallo", "--length-penalty", "inf"], "--length-penalty"),
+    (["eval-nmt", *RUN, "--batch-size", "0"], "--batch-size"),
+    (["eval-nmt", *RUN, "--device", "tpu"], "--device"),
+    (["eval-robust", *RUN, "--block-size", "0"], "--block-size"),
     # devices: a name torch does not know, or one this machine does not have
     (["sample", *RUN, "--device", "tpu"], "--device"),
     (["eval", *RUN, "--device", "cuda:99"], "--device"),

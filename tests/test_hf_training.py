@@ -82,3 +82,21 @@ def test_barrier_loss_refuses_what_it_cannot_compute():
         HFBarrierLoss()(model, {"input_ids": tokens, "attention_mask": left, "labels": tokens})
     with pytest.raises(ConfigError, match="lam"):
         HFBarrierLoss(lam=-1)
+
+
+def test_training_mode_samples_tokens_and_the_estimate_uses_their_exact_margins():
+    from probattn.barrier.prior import draw_subset
+
+    model = tiny_llama().train()  # no dropout in the tiny Llama: train mode only switches sampling on
+    tokens = ids(3, 10)
+    barrier = HFBarrierLoss(lam=1.0, sample_sequences=2, sample_positions=3,
+                            generator=torch.Generator().manual_seed(5))
+    _, metrics = barrier(model, {"input_ids": tokens, "labels": tokens})
+    rows, positions = draw_subset(3, 10, 2, 3, None, torch.Generator().manual_seed(5), first=2)
+    lm = hf_margins(model, tokens)
+    m = smooth_margin_from_det(lm.sign, lm.logabs, 0.01)[:, rows]  # (L, 2, H, T)
+    picked = torch.gather(m, 3, positions[None, :, None, :].expand(m.shape[0], -1, m.shape[2], -1))
+    torch.testing.assert_close(metrics["barrier"], -picked.mean())
+    assert model.training
+    with pytest.raises(ConfigError, match="sample_positions"):
+        HFBarrierLoss(sample_positions=0)

@@ -62,7 +62,8 @@ def test_every_cache_gives_the_logits_of_a_full_recompute(arch, attention):
     model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention])
     full = model(IDS, use_cache=False).logits
     for name, make, tol in _caches(model, arch, attention):
-        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_quantized_cache_matches_the_models_own_attention_with_the_same_cache():
@@ -130,6 +131,15 @@ def test_output_attentions_returns_the_mechanisms_weights(arch, attention):
         torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 4, 4))
         assert (out.attentions[0] < 0).any()
     torch.testing.assert_close(out.logits, model(short).logits)
+    from probattn.integrations.hf.margins import capture_attention
+
+    with capture_attention(model) as modules:  # the weights, recomputed from the layers' own q and k
+        model(short)
+        for module, weights in zip(modules, out.attentions):
+            q, k = module._probattn_record["q"], module._probattn_record["k"]
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            _, expected = getattr(module, MECHANISM_ATTR).reference(q, k, k)
+            torch.testing.assert_close(weights, expected)
 
 
 def attention_layers(model):
@@ -279,3 +289,23 @@ def test_models_the_mechanisms_cannot_compute_are_refused_with_the_reason():
         num_key_value_heads=1, head_dim=8))
     with pytest.raises(ConfigError, match="attn_logit_softcapping"):
         use_probattn_attention(gemma2, "softmax")
+
+
+def test_a_skipped_mask_for_a_static_cache_prefill_is_refused_not_guessed():
+    """SDPA's own mask function returns None for a static cache's prefill (trusting is_causal's
+    top-left alignment); probattn registers a mask that is never skipped, and refuses a None."""
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from probattn.integrations.hf.attention import IMPLEMENTATION, materialised_mask
+
+    model = use_probattn_attention(tiny_llama(), "gpam", MECHANISMS["gpam"])
+    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
+    try:
+        with pytest.raises(ConfigError, match="5 queries over 16 keys"):
+            model(IDS[:, :5], **{CACHE_KW: transformers.StaticCache(config=model.config, max_cache_len=16)},
+                  use_cache=True)
+    finally:
+        AttentionMaskInterface.register(IMPLEMENTATION, materialised_mask)
+    cache = transformers.StaticCache(config=model.config, max_cache_len=16)
+    torch.testing.assert_close(model(IDS[:, :5], **{CACHE_KW: cache}, use_cache=True).logits,
+                               model(IDS[:, :5], use_cache=False).logits, rtol=1e-5, atol=1e-5)

@@ -167,3 +167,25 @@ def test_a_float64_model_computes_a_float64_loss():
     assert token_metrics(logits, tgt)["loss"].dtype == torch.float64
     bf16 = small().to(torch.bfloat16)
     assert bf16(idx, tgt)[1].dtype == torch.float32  # low-precision logits are widened, as before
+
+
+def test_the_encoder_decoder_honours_an_edited_cross_attention_pattern():
+    from probattn.model import Seq2Seq, Seq2SeqConfig
+
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(vocab_size=30, max_len=16, n_enc_layer=1, n_dec_layer=2, n_head=2, n_embd=16,
+                                  ffn=24, dropout=0.0)).eval()
+    src, tgt = torch.randint(3, 30, (2, 7)), torch.randint(3, 30, (2, 5))
+
+    def first_key(pattern, hook):  # every query reads source position 0 only
+        edited = torch.zeros_like(pattern)
+        edited[..., 0] = 1.0
+        return edited
+
+    names = ["decoder.0.cross_attn.hook_z", "decoder.0.cross_attn.hook_v"]
+    with model.hooks([("decoder.0.cross_attn.hook_pattern", first_key)]):
+        (edited, _), cache = model.run_with_cache(src, tgt, names_filter=names)
+    z, v = cache[names[0]], cache[names[1]]  # (batch, pos, head, d_head)
+    torch.testing.assert_close(z, v[:, :1].expand_as(z))
+    assert not torch.allclose(edited, model(src, tgt)[0])
+    assert model.double()(src.long(), tgt, tgt)[1].dtype == torch.float64

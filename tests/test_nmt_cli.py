@@ -67,6 +67,15 @@ def test_train_resume_translate_eval(tmp_path, capsys):
     assert code == 0 and "chrF" in out and "tok:13a" in out, err
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["sentences"] == 24 and 0 <= scores["bleu"] <= 100
+    # a second system on the same data: paired bootstrap of the difference
+    other = tmp_path / "other"
+    assert run_cli(smoke(data, other), capsys)[0] == 0
+    code, out, err = run_cli(["eval-nmt", "--run", run, "--compare", other, "--split", "test", "--beam", "1",
+                              "--bootstrap", "50", "--json", tmp_path / "c.json"], capsys)
+    assert code == 0 and "bootstrap interval" in out, err
+    boot = json.loads((tmp_path / "c.json").read_text())["compare"]["bootstrap"]["bleu"]
+    assert boot["delta"] == pytest.approx(json.loads((tmp_path / "c.json").read_text())["compare"]["scores"]["bleu"]
+                                          - scores["bleu"])
 
 
 def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path, capsys):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from probattn.barrier.prior import FIRST_INFORMATIVE
 from probattn.barrier.support_analysis import (
     _substituted,
     char_profile,
@@ -17,7 +18,6 @@ from probattn.barrier.support_analysis import (
     perturbation_test,
     support_set,
 )
-from probattn.barrier.prior import FIRST_INFORMATIVE
 from probattn.barrier.tracking import margin_stats, window_margins
 from probattn.errors import ConfigError
 from probattn.experiments import support_study as study
@@ -100,8 +100,8 @@ def test_substitution_changes_exactly_the_chosen_tokens_and_the_test_reports_los
 def test_matched_gain_interpolates_through_the_baseline_and_verdict_reads_intervals():
     assert matched_gain([(0.02, 0.10), (0.06, 0.30)], 0.01) == (pytest.approx(0.05), False)
     assert matched_gain([(0.02, 0.10), (0.06, 0.30)], 0.04) == (pytest.approx(0.20), False)
-    g, extrapolated = matched_gain([(0.02, 0.10)], 0.04)
-    assert g == pytest.approx(0.20) and extrapolated
+    assert matched_gain([(0.02, 0.10)], 0.04) == (pytest.approx(0.10), True)  # nearest strength, flagged
+    assert matched_gain([(0.02, 0.10)], -0.01) == (0.0, True)
     cheap, big = interval_summary([0.001, 0.002, 0.003]), interval_summary([0.3, 0.31, 0.29])
     assert verdict(cheap, big) == "holds"
     assert verdict(interval_summary([0.05, 0.06, 0.07]), big).startswith("fails: clean")

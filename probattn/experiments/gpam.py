@@ -1,8 +1,11 @@
-"""daGPAM (dual attention with negative weights) against softmax, Differential attention and a
+"""The daGPAM experiment: dual attention against softmax, Diff attention and a matched softmax.
+
+daGPAM (dual attention with negative weights) against softmax, Differential attention and a
 parameter-matched softmax, on character-level language modelling over several seeds; plus the
 paper's analysis on a deep (15-layer) model: rank collapse and token similarity per layer at
 initialisation and after training, query-weight gradient norms over training, the faithfulness
-test, and signed attention maps.
+test, and signed attention maps; and trained deep language models at the paper's conventions
+(:mod:`.gpam_deep`: lam+ / lam- tuned on validation, Post-LN, W_Q- variants, word-level perplexity).
 
 ``run`` measures everything into one frozen :class:`GpamResults`; the report
 (:mod:`.gpam_report`) and ``results.json`` are both rendered from it.
@@ -30,6 +33,7 @@ from ..runs import LoadedRun, evaluate_tokens, load_run, run_corpus
 from ..train import RunConfig, apply_overrides, preset_config
 from .common import SeedRun, report_throughput, train_seeds
 from .context import ExperimentContext, ExperimentResult
+from .gpam_deep import DeepLMResults, measure_deep_lm
 
 DESCRIPTION = ("daGPAM vs softmax, Diff attention and a parameter-matched softmax (char LM, seeds); "
                "rank collapse and query gradients of a 15-layer model")
@@ -167,6 +171,8 @@ class GpamResults:
     deep_records: dict[str, list[dict[str, Any]]]
     random_stacks: dict[str, dict[str, list[float]]]
     sweep: dict[str, Any]
+    #: the trained deep language models (their own seeds, data and variants)
+    deep_lm: DeepLMResults
 
     def diffs(self, key: str, baseline: str) -> list[float]:
         """Per-seed ``key - baseline`` of the full-split validation loss."""
@@ -230,6 +236,7 @@ class GpamResults:
             "deep": {"profiles": self.profiles, "mean_grad_norm_q": self.mean_grads,
                      "grad_ratio_gpam_over_softmax": self.grad_ratio},
             "random_stacks": self.random_stacks, "faithfulness": self.sweep,
+            "deep_lm": self.deep_lm.to_json(),
         }
 
     def headline(self) -> dict[str, str]:
@@ -239,6 +246,7 @@ class GpamResults:
             "val loss daGPAM (trainable)": fmt_mean_std(self.full_loss["gpam_trainable"], 4),
             "daGPAM vs softmax": helps["vs softmax"],
             "daGPAM vs matched softmax": helps["vs matched"],
+            **self.deep_lm.headline(),
         }
 
 
@@ -299,7 +307,8 @@ def measure(ctx: ExperimentContext) -> GpamResults:
     return GpamResults(scale=ctx.scale, seeds=tuple(seeds), configs=configs,
                        **train_variants(ctx, configs, seeds, data_dirs),
                        **train_deep(ctx, base, scale, seeds[0]),
-                       **at_initialisation(scale, base.model, seeds[0]))
+                       **at_initialisation(scale, base.model, seeds[0]),
+                       deep_lm=measure_deep_lm(ctx.child("deep_lm")))
 
 
 def run(ctx: ExperimentContext) -> ExperimentResult:

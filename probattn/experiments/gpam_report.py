@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..diagnostics import plots
 from ..report import Report, fmt_mean_std, mean_band, new_figure
+from . import gpam_deep_report
 from .common import REPORT_MIN_TIMED_STEPS
 from .gpam import VARIANTS, GpamResults
 
@@ -180,9 +181,14 @@ def faithfulness_text(report: Report, r: GpamResults) -> None:
                  caption="Faithfulness test (lam- = 1): the last layer of the random stack")
 
 
+def deep_lm(report: Report, r: GpamResults) -> None:
+    for section in gpam_deep_report.SECTIONS:
+        section(report, r.deep_lm)
+
+
 #: the report, top to bottom
 SECTIONS = (setting, loss_table, verdict, loss_curves, attention_maps, deep_setting, deep_profiles,
-            deep_gradients, deep_summary, init_figures, faithfulness_text)
+            deep_gradients, deep_summary, deep_lm, init_figures, faithfulness_text)
 
 
 def write_report(r: GpamResults, out_dir: Path) -> dict[str, Path]:

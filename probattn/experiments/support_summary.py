@@ -14,8 +14,9 @@ gain; the other levels and the other definition are reported beside it.
 
 Controls at matched clean cost: each control family (noise augmentation, dropout, weight decay)
 is a line through the baseline (cost 0, gain 0) and its measured strengths, ordered by mean
-cost; its gain at the barrier's mean cost is read off by linear interpolation (extrapolated
-linearly from the last segment if the barrier costs more than every strength, flagged).
+cost; its gain at the barrier's mean cost is read off by linear interpolation; where the barrier costs more than every strength, the
+strongest control's gain is shown and flagged (a lower bound on what that control buys at the
+barrier's cost, if gains grow with strength).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..barrier.support_analysis import jaccard, support_set
 from ..io import atomic_write_text
 from ..report.intervals import fmt_interval, interval_summary
 from ..robustness.evaluate import NOISE
 from .support_tokens import HEADLINE_SIGMA, PAPER_CLEAN, PAPER_GAIN
-
-import torch
 
 CONTROL_FAMILIES = {"noise-aug": "noise-aug", "dropout": "dropout", "weight-decay": "weight-decay"}
 
@@ -78,15 +79,21 @@ def family(name: str) -> str | None:
 
 
 def matched_gain(points: list[tuple[float, float]], cost: float) -> tuple[float, bool]:
-    """Gain of a control family at ``cost`` by linear interpolation through (0, 0) and ``points``."""
+    """Gain of a control family at ``cost`` by linear interpolation through (0, 0) and ``points``.
+
+    Outside the measured costs nothing is extrapolated: the gain of the nearest end point is
+    returned and flagged (for a barrier that costs more than every strength of a control: what the
+    control already buys at a *lower* cost).
+    """
     pts = sorted([(0.0, 0.0)] + points)
+    if cost <= pts[0][0]:
+        return pts[0][1], cost < pts[0][0]
+    if cost >= pts[-1][0]:
+        return pts[-1][1], cost > pts[-1][0]
     for (c0, g0), (c1, g1) in zip(pts, pts[1:]):
         if c0 <= cost <= c1 and c1 > c0:
             return g0 + (g1 - g0) * (cost - c0) / (c1 - c0), False
-    (c0, g0), (c1, g1) = (pts[-2], pts[-1]) if cost > pts[-1][0] else (pts[0], pts[1])
-    if c1 == c0:
-        return math.nan, True
-    return g0 + (g1 - g0) * (cost - c0) / (c1 - c0), True
+    return math.nan, True
 
 
 def verdict(cost: dict, gain: dict) -> str:
@@ -195,10 +202,24 @@ def summarize(out: Path) -> dict[str, Any]:
                 for cond in v["conditions"]:
                     pts = [(cs["variants"][m]["clean_cost"]["mean"], cs["variants"][m]["conditions"][cond]["damage_gain"]["mean"])
                            for m in members]
-                    g, extrapolated = matched_gain(pts, cost)
-                    row[cond] = {"control_gain": g, "extrapolated": extrapolated,
+                    g, outside = matched_gain(pts, cost)
+                    row[cond] = {"control_gain": g, "outside_measured_costs": outside,
                                  "barrier_gain": v["conditions"][cond]["damage_gain"]["mean"]}
                 v["matched_controls"][fam] = row
+        # barrier minus control, paired by seed (same baseline seed for both)
+        controls = [n for n, v in cs["variants"].items() if v["kind"] == "control"]
+        for name, v in cs["variants"].items():
+            if v["kind"] != "barrier":
+                continue
+            v["vs_controls"] = {}
+            for ctl in controls:
+                a = dict(zip(v["seeds"], zip(v["clean_cost"]["values"], v["conditions"][headline_key]["damage_gain"]["values"])))
+                w = cs["variants"][ctl]
+                b = dict(zip(w["seeds"], zip(w["clean_cost"]["values"], w["conditions"][headline_key]["damage_gain"]["values"])))
+                common = sorted(set(a) & set(b))
+                v["vs_controls"][ctl] = {"seeds": common,
+                                         "cost_difference": interval_summary([a[s][0] - b[s][0] for s in common]),
+                                         "gain_difference": interval_summary([a[s][1] - b[s][1] for s in common])}
         cs["support"] = {}
         for name in ("baseline", "barrier lam=0.05", "barrier lam=0.2"):
             if name in variants and len(variants[name]) >= 2:
@@ -218,10 +239,11 @@ def _figures(summary: dict, dest: Path) -> list[str]:
     by = summary["_by"]
     for corpus, variants in by.items():
         shown = [n for n in ("baseline", "barrier lam=0.05", "barrier lam=0.2", "noise-aug sigma=0.3") if n in variants]
-        fig, axes = new_figure(ncols=3, nrows=2, width=4.6, height=3.3)
+        fig, axes = new_figure(ncols=4, nrows=2, width=4.2, height=3.3)
         for row, source in enumerate(("prior", "layers")):
             for col, (key, label) in enumerate((("q0.5", "median margin"), ("q0.05", "5 % quantile of margins"),
-                                                ("share_det<0.5", "share of tokens with det J_t < 1/2"))):
+                                                ("share_det<1", "share with det J_t < 1"),
+                                                ("share_det<0.5", "share with det J_t < 1/2"))):
                 ax = axes[row][col]
                 for n in shown:
                     steps, mean, sd = tracker_curves(variants[n], source, key)
@@ -263,11 +285,35 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in s).strip("_")
 
 
+def verdict_table(summary: dict) -> list[str]:
+    """One row per (corpus, barrier variant): the claim's two numbers with both intervals, the
+    verdict, and each control family's damage gain at the barrier's clean cost."""
+    key = summary["headline_condition"]
+    head = ["corpus", "variant", "seeds", "clean cost [t] (bootstrap)", "damage gain 0.5x [t] (bootstrap)",
+            "perturbed-loss gain 0.5x [t]", "verdict", "controls at the same clean cost (damage gain 0.5x)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for corpus, cs in summary["corpora"].items():
+        for n, v in cs["variants"].items():
+            if v["kind"] != "barrier":
+                continue
+            c, g = v["clean_cost"], v["conditions"][key]["damage_gain"]
+            pg = v["conditions"][key]["perturbed_gain"]
+            ctl = "; ".join(f"{f} {100 * row[key]['control_gain']:+.0f} %" + ("*" if row[key]["outside_measured_costs"] else "")
+                            for f, row in sorted(v["matched_controls"].items()))
+            lines.append(f"| {corpus} | {n} | {c['n']} | {fmt_interval(c, 2)} ({fmt_interval(c, 2, which='bootstrap_ci')}) | "
+                         f"{fmt_interval(g, 1)} ({fmt_interval(g, 1, which='bootstrap_ci')}) | {fmt_interval(pg, 1)} | "
+                         f"{v['verdict']} | {ctl or '-'} |")
+    return lines
+
+
 def markdown(summary: dict, scale) -> str:
     lines = [f"# Support-tokens study ({summary['runs']} runs)", "", scale.note + ".", "",
              "Clean cost, damage gain and perturbed-loss gain are paired by seed against the baseline; "
              "`mean [95 % t interval]`, bootstrap intervals in summary.json. Headline condition: "
-             f"{summary['headline_condition']} x RMS, damage gain. Paper: <= 1.7 % cost with >= 12 % gain.", ""]
+             f"{summary['headline_condition']} x RMS, damage gain. Paper: <= 1.7 % cost with >= 12 % gain.", "",
+             "## Verdict", "", *verdict_table(summary), "",
+             "(* = every strength of that control costs less than the barrier (or, for a barrier cheaper than "
+             "the baseline, more): the gain shown is that of the nearest strength, not extrapolated.)", ""]
     for corpus, cs in summary["corpora"].items():
         lines += [f"## {corpus}", "", f"Baseline seeds: {cs['baseline_seeds']}.", ""]
         noise = [c for c in next(iter(cs["variants"].values()))["conditions"] if c.startswith(NOISE)] if cs["variants"] else []
@@ -294,7 +340,7 @@ def markdown(summary: dict, scale) -> str:
         matched = [(n, v) for n, v in cs["variants"].items() if v.get("matched_controls")]
         if matched:
             lines += ["", "Controls at the barrier's clean cost (damage gain, linear interpolation through the "
-                      "baseline and each control's strengths; * = extrapolated):", ""]
+                      "baseline and each control's strengths; * = outside the measured costs, nearest strength shown):", ""]
             fams = sorted({f for _, v in matched for f in v["matched_controls"]})
             conds = noise + tok
             head = ["barrier variant", "condition", "barrier"] + fams
@@ -304,8 +350,16 @@ def markdown(summary: dict, scale) -> str:
                     cells = []
                     for f in fams:
                         row = v["matched_controls"][f][c]
-                        cells.append(f"{100 * row['control_gain']:+.1f} %" + ("*" if row["extrapolated"] else ""))
+                        cells.append(f"{100 * row['control_gain']:+.1f} %" + ("*" if row["outside_measured_costs"] else ""))
                     lines.append(f"| {n} | {c} | {100 * v['conditions'][c]['damage_gain']['mean']:+.1f} % | " + " | ".join(cells) + " |")
+        rows = [(n, c, d) for n, v in cs["variants"].items() for c, d in v.get("vs_controls", {}).items()]
+        if rows:
+            lines += ["", f"Barrier minus control, paired by seed ({summary['headline_condition']} x RMS): "
+                      "difference in clean cost and in damage gain (positive gain difference = the barrier is more robust):", "",
+                      "| barrier variant | control | seeds | clean cost difference | damage gain difference |", "|---|---|---|---|---|"]
+            for n, c, d in rows:
+                lines.append(f"| {n} | {c} | {len(d['seeds'])} | {fmt_interval(d['cost_difference'], 2)} | "
+                             f"{fmt_interval(d['gain_difference'], 1)} |")
         for name, per_source in cs.get("support", {}).items():
             for src, st in per_source.items():
                 lines += ["", f"Support tokens ({name}, {src} margins, bottom 5 % of fixed held-out windows, "

@@ -2,7 +2,8 @@
 
 token + position embeddings -> n_layer blocks (attention, GELU MLP) -> tied output head.
 Pre-LN (default): ``x + f(LN x)`` per sublayer and a final LayerNorm; Post-LN
-(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in one). The attention mechanism is chosen by name (``GPTConfig.attention``).
+(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in
+one). The attention mechanism is chosen by name (``GPTConfig.attention``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from ..attention import AttentionContext, build_attention
 from .config import GPTConfig
-from .hooks import HookedMixin, HookError, HookPoint
+from .hooks import HookedMixin, HookPoint, attend, through
 
 
 class LayerNorm(nn.Module):
@@ -28,12 +29,6 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-def _through(hook: HookPoint, t: Tensor) -> Tensor:
-    """``hook(t)``; a hooked view of the fused qkv projection is copied first, so that hooks may
-    edit it in place (autograd forbids that on one of several views of a tensor)."""
-    return hook(t.clone()) if hook.has_hooks() else t
 
 
 class CausalSelfAttention(nn.Module):
@@ -66,38 +61,17 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(C, dim=2)
         shape = (B, T, self.n_head, self.head_dim)
         pairs = ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v))
-        return tuple(_through(hook, t.view(shape)) for hook, t in pairs)
+        return tuple(through(hook, t.view(shape)) for hook, t in pairs)
 
     def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         B, T, C = x.shape
         q, k, v = (t.transpose(1, 2) for t in self.project_qkv(x))  # (B, H, T, D)
         if qk_out is not None:
             qk_out.append((q, k))
-        if self.hook_pattern.has_hooks():
-            y = self.attend_through_pattern_hook(q, k, v)
-        else:
-            y, _ = self.mechanism(q, k, v)
+        y = attend(self.mechanism, self.hook_pattern, q, k, v)
         z = self.hook_z(y.transpose(1, 2))  # (B, T, H, D)
         return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))
 
-
-    def attend_through_pattern_hook(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Attention output when ``hook_pattern`` is hooked: as in TransformerLens, the pattern the
-        hooks return (or edit in place) is the one that mixes the values. A mechanism whose output
-        is not ``pattern @ v`` (Diff attention normalises after mixing) refuses an edited pattern."""
-        y, weights = self.mechanism(q, k, v, need_weights=True)
-        version = weights._version  # bumped by in-place edits
-        pattern = self.hook_pattern(weights)
-        if pattern is weights and weights._version == version:
-            return y
-        if not self.mechanism.pattern_mixes_values:
-            raise HookError(
-                f"{self.hook_pattern.name}: the {self.mechanism.name!r} mechanism does not compute its output "
-                "as pattern @ v, so an edited pattern cannot be applied; edit hook_q, hook_k, hook_v or hook_z")
-        if pattern.shape != weights.shape:
-            raise HookError(f"{self.hook_pattern.name}: a hook returned shape {tuple(pattern.shape)}, "
-                            f"expected {tuple(weights.shape)}")
-        return F.dropout(pattern, self.mechanism.attn_dropout_p(), self.training) @ v
 
 
 class MLP(nn.Module):

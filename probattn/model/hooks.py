@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ProbattnError
@@ -101,6 +102,36 @@ def _select(points: dict[str, HookPoint], names_filter: NamesFilter) -> list[str
     if unknown:
         raise KeyError(f"no hook point named {unknown[0]!r}")
     return wanted
+
+
+def through(hook: HookPoint, t: Tensor) -> Tensor:
+    """``hook(t)``; a hooked view of a fused projection is copied first, so that hooks may edit it
+    in place (autograd forbids that on one of several views of one tensor)."""
+    return hook(t.clone()) if hook.has_hooks() else t
+
+
+def attend(mechanism: nn.Module, hook_pattern: HookPoint, q: Tensor, k: Tensor, v: Tensor, **mask) -> Tensor:
+    """``mechanism(q, k, v, **mask)``'s output, with ``hook_pattern`` honoured when it is hooked.
+
+    As in TransformerLens, the pattern the hooks return (or edit in place) is the one that mixes
+    the values; the weights are materialised only then. A mechanism whose output is not
+    ``pattern @ v`` (Diff attention normalises after mixing) refuses an edited pattern.
+    """
+    if not hook_pattern.has_hooks():
+        return mechanism(q, k, v, **mask)[0]
+    y, weights = mechanism(q, k, v, need_weights=True, **mask)
+    version = weights._version  # bumped by in-place edits
+    pattern = hook_pattern(weights)
+    if pattern is weights and weights._version == version:
+        return y
+    if not mechanism.pattern_mixes_values:
+        raise HookError(
+            f"{hook_pattern.name}: the {mechanism.name!r} mechanism does not compute its output "
+            "as pattern @ v, so an edited pattern cannot be applied; edit hook_q, hook_k, hook_v or hook_z")
+    if pattern.shape != weights.shape:
+        raise HookError(f"{hook_pattern.name}: a hook returned shape {tuple(pattern.shape)}, "
+                        f"expected {tuple(weights.shape)}")
+    return F.dropout(pattern, mechanism.attn_dropout_p(), mechanism.training) @ v
 
 
 class HookedMixin:

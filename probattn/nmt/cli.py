@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_output_dir, check_output_file
+from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
 
 KINDS = ("enc", "dec", "cross")
 
@@ -42,6 +43,7 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
         for kind in KINDS:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
+    check_output_dir(out)
     if args.resume:
         saved = out / "config.json"
         if not saved.exists():
@@ -85,6 +87,8 @@ def _read_input(args: argparse.Namespace) -> list[str]:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .runs import load_nmt_run, translate
 
+    if args.output:
+        check_output_file(args.output, "--output")
     texts = _read_input(args)
     run = load_nmt_run(args.run, args.checkpoint, args.device)
     hyps = translate(run, texts, beam=args.beam, length_penalty=args.length_penalty, batch_size=args.batch_size,
@@ -99,6 +103,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_eval_nmt(args: argparse.Namespace) -> int:
     from .runs import evaluate_split, load_nmt_run
 
+    for flag, path in (("--hyps", args.hyps), ("--json", args.json)):
+        if path:
+            check_output_file(path, flag)
     run = load_nmt_run(args.run, args.checkpoint, args.device)
     result, hyps, _ = evaluate_split(run, args.split, args.beam, args.length_penalty, args.limit,
                                      args.batch_size, tuple(args.data_dir or ()))
@@ -107,6 +114,8 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
           f"tokenized lowercased BLEU {result['bleu_tok_lc']:.2f}")
     for name in ("bleu", "chrf", "bleu_tok_lc"):
         print(f"  {name}: {result[name + '_signature']}")
+    if args.compare:
+        result["compare"] = _compare(args, run, result, hyps)
     if args.hyps:
         atomic_write_text(args.hyps, "".join(h + "\n" for h in hyps))
     if args.json:
@@ -114,13 +123,34 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> dict:
+    """Score a second run on the same sentences; paired bootstrap of (--compare minus --run)."""
+    from .bleu import paired_bootstrap
+    from .runs import evaluate_split, load_nmt_run
+
+    other = load_nmt_run(args.compare, args.checkpoint, args.device)
+    if other.config.data != run.config.data:
+        raise ConfigError(f"{args.compare} was trained on other data than {args.run}: they score different sentences")
+    other_result, other_hyps, pairs = evaluate_split(other, args.split, args.beam, args.length_penalty, args.limit,
+                                                     args.batch_size, tuple(args.data_dir or ()))
+    boot = paired_bootstrap(hyps, other_hyps, [t for _, t in pairs], n=args.bootstrap,
+                            pretokenized=run.config.data.corpus == "iwslt14")
+    print(f"{args.compare}: BLEU {other_result['bleu']:.2f}  chrF {other_result['chrf']:.2f}  "
+          f"tokenized lowercased BLEU {other_result['bleu_tok_lc']:.2f}")
+    for name, b in boot.items():
+        print(f"  {name} difference (compare - run): {b['delta']:+.2f}, 95% bootstrap interval "
+              f"[{b['ci_low']:+.2f}, {b['ci_high']:+.2f}], p(not better) {b['p_b_not_better']:.3f} "
+              f"({b['resamples']} resamples)")
+    return {"run": str(args.compare), "scores": other_result, "bootstrap": boot}
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="translation run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="score / length ** alpha")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", type=device_flag, default="cpu")
+    p.add_argument("--beam", type=number(POSITIVE_INT), default=5, help="beam width (1: greedy)")
+    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=1.0, help="score / length ** alpha")
+    p.add_argument("--batch-size", type=number(POSITIVE_INT), default=32)
 
 
 def _positive(text: str) -> int:
@@ -161,4 +191,7 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir", action="append", default=None)
     p.add_argument("--hyps", default=None, help="write the hypotheses here")
     p.add_argument("--json", default=None, help="write the scores here")
+    p.add_argument("--compare", default=None, metavar="RUN",
+                   help="a second run: scores on the same sentences and a paired bootstrap of the difference")
+    p.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (with --compare)")
     p.set_defaults(func=cmd_eval_nmt)

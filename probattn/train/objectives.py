@@ -29,7 +29,7 @@ def register_objective(name: str, target: str) -> None:
     OBJECTIVES[name] = target
 
 
-def build_objective(name: str, options: dict, model: nn.Module) -> "Objective":
+def build_objective(name: str, options: dict, model: nn.Module) -> Objective:
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
     module_name, cls_name = OBJECTIVES[name].split(":")

@@ -63,13 +63,13 @@ RESUMABLE_CHANGES = {
 class Callback:
     """Hooks into the loop; every method is optional."""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
 
-    def on_after_backward(self, trainer: "Trainer", step: int) -> dict[str, float] | None: ...
+    def on_after_backward(self, trainer: Trainer, step: int) -> dict[str, float] | None: ...
 
-    def on_eval(self, trainer: "Trainer", step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
 
-    def on_step_end(self, trainer: "Trainer", step: int, record: dict[str, Any]) -> None: ...
+    def on_step_end(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None: ...
 
 
 class LMTask:
@@ -80,7 +80,7 @@ class LMTask:
     ``tokens_per_step`` on the trainer, and builds the model; ``x`` may be a tuple of tensors.
     """
 
-    def prepare(self, trainer: "Trainer", meta: dict | None) -> None:
+    def prepare(self, trainer: Trainer, meta: dict | None) -> None:
         cfg = trainer.config
         corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
                              cfg.data.train_fraction, cfg.data.download)
@@ -309,10 +309,7 @@ class Trainer:
                   if p.requires_grad]
         seen: set[int] = set()
         unique = [p for p in params if not (id(p) in seen or seen.add(id(p)))]  # tied weights once
-        decay = [p for p in unique if p.dim() >= 2]
-        no_decay = [p for p in unique if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": t.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = weight_decay_groups(unique, (self.model, self.objective), t.weight_decay)
         extra = {"fused": True} if self.device.type == "cuda" else {}
         return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), **extra)
 
@@ -596,7 +593,7 @@ class Trainer:
                 f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
                 f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
-    def _write_summary(self, status: str, step: int, last_eval: dict, timer: "Throughput", **extra) -> None:
+    def _write_summary(self, status: str, step: int, last_eval: dict, timer: Throughput, **extra) -> None:
         if not self.dist.is_main:
             return
         summary = {"status": status, "step": step,
@@ -650,6 +647,16 @@ def reduce_metric(name: str, values: list[float]) -> float:
     if name.startswith("max_"):
         return max(values)
     return sum(values) / len(values)
+
+
+def weight_decay_groups(params: list[nn.Parameter], modules, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: matrices decay; gains, biases and vectors do not, nor any parameter a
+    submodule lists in ``no_weight_decay_parameters()`` (daGPAM's W_Q- with w_q_neg_decay=false)."""
+    exempt = {id(p) for m in modules for sub in m.modules()
+              for p in (sub.no_weight_decay_parameters() if hasattr(sub, "no_weight_decay_parameters") else ())}
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in exempt]
+    no_decay = [p for p in params if p.dim() < 2 or id(p) in exempt]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def query_grad_norms(model: GPT) -> dict[str, float]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ...barrier.gpt import LayerMargins
-from ...barrier.moments import _outer_features, cov_from_means, strict_means
+from ...barrier.moments import _outer_features, cov_from_means, strict_means, strict_means_at
 from ...errors import ConfigError
 from .attention import (
     IMPLEMENTATION,
@@ -51,7 +51,8 @@ def _capture_forward(module, query, key, value, attention_mask, dropout=0.0, sca
     if record is not None:
         keep = (lambda t: t.detach()) if record.get("detach", True) else (lambda t: t)
         record.update(q=keep(query), k=keep(key), scaling=scaling)
-    own = probattn_attention_forward if getattr(module, "_probattn_delegate", None) == IMPLEMENTATION else _sdpa_forward()
+    probattn = getattr(module, "_probattn_delegate", None) == IMPLEMENTATION
+    own = probattn_attention_forward if probattn else _sdpa_forward()
     return own(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
@@ -108,19 +109,32 @@ def rotation_matrices(module: nn.Module, rotary, head_dim: int, dtype=torch.floa
     return rotated.permute(0, 2, 3, 1)  # [b, t, i, j] = (R_t)_ij
 
 
-def layer_small_matrices(q: Tensor, k: Tensor, scale: float, rot: Tensor | None) -> Tensor:
+def layer_small_matrices(q: Tensor, k: Tensor, scale: float, rot: Tensor | None,
+                         rows: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
     """``I_p - R_t M_t`` (B, H, T, p, p) of the strict per-head map from post-rotary q, k
-    (differentiable; ``det`` of it is ``det J_t``)."""
+    (differentiable; ``det`` of it is ``det J_t``). ``rows`` (B',) and ``positions`` (B', n)
+    restrict it to chosen sequences and query positions: (B', H, n, p, p), weights n x T."""
     if k.shape[1] != q.shape[1]:  # grouped key/value heads: each query head reads its group's key
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
     rot = None if rot is None else rot.to(q.dtype)
+    if rows is not None:
+        q, k = q[rows], k[rows]
+        if rot is not None and rot.shape[0] > 1:  # batch 1: positions shared by every sequence
+            rot = rot[rows]
     qhat = q if rot is None else torch.linalg.solve(rot[:, None], q[..., None])[..., 0]
     # a per-sequence shift of qhat and k leaves M_t unchanged (weights sum to one) and keeps it accurate
     qc = qhat - qhat.mean(dim=2, keepdim=True).detach()
     kc = k - k.mean(dim=2, keepdim=True).detach()
     p = q.shape[-1]
-    means = strict_means(q, k, _outer_features(qc, kc), scale)  # weights from the real scores
-    m = cov_from_means(means, p, scale)  # (B, H, T, p, p)
+    feats = _outer_features(qc, kc)
+    if positions is None:
+        means = strict_means(q, k, feats, scale)  # weights from the real scores
+    else:
+        means = strict_means_at(q, k, feats, positions, scale)
+        if rot is not None:  # R_t at the chosen positions
+            rot = torch.gather(rot.expand(positions.shape[0], -1, -1, -1), 1,
+                               positions[:, :, None, None].expand(-1, -1, p, p))
+    m = cov_from_means(means, p, scale)  # (B, H, T or n, p, p)
     eye = torch.eye(p, dtype=m.dtype, device=m.device)
     return eye - (m if rot is None else rot[:, None] @ m)
 

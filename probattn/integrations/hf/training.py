@@ -12,7 +12,10 @@ GPT, here with the real post-rotary queries and keys (:mod:`.margins`). In a pla
 
 With transformers' Trainer: ``BarrierTrainer(barrier=HFBarrierLoss(...), model=..., args=...)``;
 its logs carry ``ce``, ``penalty``, ``barrier``, ``mean_margin`` and ``min_margin`` beside ``loss``,
-the names the native trainer logs. Batches may be right-padded (the margins of real tokens see
+the names the native trainer logs. In training mode the penalty is, as the native trainer's
+``placement=layers`` default, an unbiased estimate on ``sample_sequences`` = 4 random sequences
+and ``sample_positions`` = 16 random positions of each (the same tokens in every layer); ``None``
+for both makes it exact, and in eval mode it is exact. Batches may be right-padded (the margins of real tokens see
 only earlier real tokens; padded positions are left out); left padding is refused.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...barrier.prior import FIRST_INFORMATIVE, barrier_values
+from ...barrier.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
 from ...barrier.smooth import DEFAULT_DELTA, smooth_logdet
 from ...errors import ConfigError
 from .margins import capture_attention, layer_small_matrices, record_rotation, record_scale
@@ -36,13 +39,19 @@ class HFBarrierLoss:
     """Callable ``(model, batch) -> (loss, metrics)``; metrics are detached scalars."""
 
     def __init__(self, lam: float = 0.05, delta: float = DEFAULT_DELTA, cap: float | None = None,
-                 layers: list[int] | None = None):
+                 layers: list[int] | None = None, sample_sequences: int | None = 4,
+                 sample_positions: int | None = 16, generator: torch.Generator | None = None):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
             raise ConfigError(f"barrier lam must be a number >= 0, got {lam!r}")
         if not (isinstance(delta, (int, float)) and delta > 0):
             raise ConfigError(f"barrier delta must be positive, got {delta!r}")
         self.lam, self.delta, self.cap = float(lam), float(delta), cap
         self.layers = None if layers is None else list(layers)
+        for name, value in (("sample_sequences", sample_sequences), ("sample_positions", sample_positions)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"barrier {name} must be a positive integer or None, got {value!r}")
+        self.sample_sequences, self.sample_positions = sample_sequences, sample_positions
+        self.generator = generator
 
     def _valid_positions(self, batch: dict, B: int, T: int, device) -> Tensor:
         valid = torch.ones(B, T, dtype=torch.bool, device=device)
@@ -64,15 +73,24 @@ class HFBarrierLoss:
         with capture_attention(base, detach=False) as modules:
             out = model(**batch, use_cache=False)
             chosen = modules if self.layers is None else [modules[i] for i in self.layers]
+            B, T = chosen[0]._probattn_record["q"].shape[0], chosen[0]._probattn_record["q"].shape[2]
+            device = chosen[0]._probattn_record["q"].device
+            valid = self._valid_positions(batch, B, T, device)
+            rows, positions = (None, None)
+            if model.training:  # the same random tokens in every layer: an unbiased estimate of the mean
+                rows, positions = draw_subset(B, T, self.sample_sequences, self.sample_positions, device,
+                                              self.generator, first=FIRST_INFORMATIVE)
             margins = []
             for m in chosen:
                 rec = m._probattn_record
-                with torch.autocast(device_type=rec["q"].device.type, enabled=False):
+                with torch.autocast(device_type=device.type, enabled=False):
                     q, k = rec["q"].float(), rec["k"].float()
-                    small = layer_small_matrices(q, k, record_scale(rec), record_rotation(m, rec))
-                    margins.append(smooth_logdet(small.double(), self.delta))  # (B, H, T)
-        B, _, T = margins[0].shape
-        valid = self._valid_positions(batch, B, T, margins[0].device)
+                    small = layer_small_matrices(q, k, record_scale(rec), record_rotation(m, rec), rows, positions)
+                    margins.append(smooth_logdet(small.double(), self.delta))  # (B', H, T or n)
+        if rows is not None:
+            valid = valid[rows]
+        if positions is not None:
+            valid = torch.gather(valid, 1, positions)
         flat = torch.stack(margins, dim=1).permute(0, 3, 1, 2)[valid]  # (tokens, L, H)
         if flat.numel() == 0:
             raise ConfigError(f"no position with a margin: sequences need at least {FIRST_INFORMATIVE + 1} tokens")
