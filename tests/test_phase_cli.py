@@ -56,7 +56,7 @@ def test_phase_experiment_smoke(tmp_path, capsys):
     res = json.loads(text)
     assert set(res) == {f.name for f in fields(PhaseResults)}  # results.json is the dataclass
     for kind in ("softmax", "linear"):
-        for P, post in res["posterior"][kind].items():
+        for post in res["posterior"][kind].values():
             for start in ("zero", "copy"):
                 assert post[start]["ess_m"] > 0 and post[start]["rhat_m"] > 0  # diagnostics reported
         assert res["transitions"][kind]["P_star"] > 0 and res["transitions_entropy"][kind]["P_star"] > 0

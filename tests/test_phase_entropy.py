@@ -25,7 +25,6 @@ def test_radial_volume_is_the_prior_without_data():
     rng = np.random.default_rng(0)
     S = 0.5 * rng.standard_normal((200_000, 6, 6))
     m, q = mq_linear(S, 6)
-    rho = q - m**2  # = ||S_perp||^2 / L
     d = en.linear_density(1e-12, cfg, m_grid=np.linspace(-1.5, 1.5, 1501), rho=np.geomspace(1e-6, 20, 3000))
     assert math.isclose(d["mean_abs_m"], np.abs(m).mean(), rel_tol=0.01)
     assert math.isclose(d["mean_q"], q.mean(), rel_tol=0.01)

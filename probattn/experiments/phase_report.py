@@ -161,10 +161,12 @@ def d_sweep(rep: Report, res) -> None:
                                               f"others), L = {res.theory_config['L']}")
     fig, axes = new_figure(ncols=1, width=5.6, height=3.8)
     ax = axes[0][0]
-    for (V, P), color in zip(sorted({(r["V"], r["P"]) for r in res.d_sweep}), ("C0", "C1", "C2", "C3", "C4", "C5", "C6")):
+    cases = sorted({(r["V"], r["P"]) for r in res.d_sweep})
+    for (V, P), color in zip(cases, ("C0", "C1", "C2", "C3", "C4", "C5", "C6")):
         sel = [r for r in res.d_sweep if r["V"] == V and r["P"] == P]
         D = [r["D"] for r in sel]
-        ax.plot(D, [r["theory_entropy_mean_abs_m"] for r in sel], "-", color=color, label=f"V={V}, P={P}: entropy theory")
+        ax.plot(D, [r["theory_entropy_mean_abs_m"] for r in sel], "-", color=color,
+                label=f"V={V}, P={P}: entropy theory")
         ax.plot(D, [r["theory_one_line_m"] for r in sel], ":", color=color)
         ax.plot(D, [r["hmc_abs_m"] for r in sel], "o", color=color)
     ax.set_xscale("log")
@@ -249,9 +251,10 @@ def diagrams(rep: Report, res) -> None:
     for name, d in res.diagrams.items():
         rng = {k: d[k]["first_order_range"] for k in KINDS}
         rep.figure(diagram_figure(d), f"phase_diagram_{name}" if name != "sigma_s" else "phase_diagram",
-                   f"Phase diagram over (P, {d['y_name']}){' with the off-shift entropy' if 'entropy' in name else ''}: "
-                   f"first-order line (solid) with spinodals (dotted), continuous P* (dashed), crossover band "
-                   f"(dash-dot). First order for {d['y_name']} in {rng['softmax']} (softmax), {rng['linear']} (linear).")
+                   f"Phase diagram over (P, {d['y_name']}){' with the off-shift entropy' if 'entropy' in name else ''}"
+                   ": first-order line (solid) with spinodals (dotted), continuous P* (dashed), crossover band "
+                   f"(dash-dot). First order for {d['y_name']} in {rng['softmax']} (softmax), "
+                   f"{rng['linear']} (linear).")
 
 
 def findings_section(rep: Report, res) -> None:

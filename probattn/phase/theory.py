@@ -54,7 +54,8 @@ class TheoryConfig:
             raise ConfigError(f"vocabulary size V must be an integer >= 2, got {self.V!r}")
         check_scales(self.sigma_s, self.sigma_w, self.kappa)
         if self.D is not None and (not isinstance(self.D, (int, np.integer)) or not self.L <= self.D <= self.L**2):
-            raise ConfigError(f"free entries D must be an integer in [L, L^2] = [{self.L}, {self.L**2}], got {self.D!r}")
+            raise ConfigError(f"free entries D must be an integer in [L, L^2] = [{self.L}, {self.L**2}], "
+                              f"got {self.D!r}")
         if self.causal and self.entropy:
             raise ConfigError("the off-shift entropy is derived for the cyclic task only (causal=False)")
 
@@ -292,7 +293,7 @@ def phase_diagram(cfg: TheoryConfig, P_values, sigma_s_values=None, kappa_values
         lam_s, n_s = global_minimiser(P_values[None, :], kind, cfg, sigma_s=sigma_s_values[:, None])
         lam_k, n_k = global_minimiser(P_values[None, :], kind, cfg, kappa=kappa_values[:, None])
         lam_p, _ = global_minimiser(P_values, kind, cfg)
-        m_of = lambda x: order_parameters(x, kind, cfg.L, cfg.causal)[0]  # noqa: E731
+        m_of = lambda x, kind=kind: order_parameters(x, kind, cfg.L, cfg.causal)[0]  # noqa: E731
         t = find_transition(kind, cfg)
         by_sigma = [find_transition(kind, cfg.replace(sigma_s=float(s))) for s in sigma_s_values]
         out[kind] = {
