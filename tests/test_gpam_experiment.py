@@ -8,9 +8,8 @@ import json
 import pytest
 
 from probattn.cli import main
-from probattn.experiments import describe_experiments
+from probattn.experiments import describe_experiments, gpam_deep
 from probattn.experiments import gpam as gpam_experiment
-from probattn.experiments import gpam_deep
 from probattn.runs import load_run, run_corpus
 from probattn.train import apply_overrides, preset_config
 
@@ -72,8 +71,10 @@ def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
     report = (out / "report.md").read_text()
     # the report renders the same numbers results.json holds
     softmax_loss = results["val_loss_full_split"]["softmax"]
-    assert f"| softmax | {results['params']['softmax']:,} | {softmax_loss['mean']:.4f} ± {softmax_loss['std']:.4f}" in report
+    row = f"| softmax | {results['params']['softmax']:,} | {softmax_loss['mean']:.4f} ± {softmax_loss['std']:.4f}"
+    assert row in report
     assert "Does daGPAM help here?" in report and "108.26" in report
+    assert results["tokens_per_s"] is None and "n/a: fewer than 100 steps timed" in report
     for name in ("loss_curves", "attention_maps", "deep_rank_collapse", "grad_norms", "faithfulness",
                  "random_stacks"):
         assert (out / "figures" / f"{name}.png").exists()

@@ -76,7 +76,7 @@ def test_pattern_is_only_materialised_when_hooked():
     mech.reference = lambda *a, **kw: calls.append(1) or original(*a, **kw)
     model(torch.randint(11, (1, 4)))
     assert calls == []
-    model.run_with_cache(torch.randint(11, (1, 4)), names=["blocks.0.attn.hook_pattern"])
+    model.run_with_cache(torch.randint(11, (1, 4)), names_filter=["blocks.0.attn.hook_pattern"])
     assert calls == [1]
 
 

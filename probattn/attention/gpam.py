@@ -103,6 +103,7 @@ class DualAttention(AttentionMechanism):
 
     option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel",
                     "w_q_neg", "w_q_neg_decay")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> dict:

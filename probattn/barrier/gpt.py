@@ -57,7 +57,7 @@ def layer_inputs(model, idx: Tensor, detach: bool = True) -> list[Tensor]:
     layer actually sees."""
     gpt = raw_model(model)
     names = [f"blocks.{l}.hook_resid_pre" for l in range(gpt.config.n_layer)]
-    _, cache = gpt.run_with_cache(idx, names=names, detach=detach)
+    _, cache = gpt.run_with_cache(idx, names_filter=names, detach=detach)
     return [gpt.blocks[l].attention_input(cache[n]) for l, n in enumerate(names)]
 
 

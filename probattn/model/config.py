@@ -54,7 +54,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:

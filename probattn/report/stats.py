@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:

@@ -1,0 +1,1 @@
+"""Machine translation: parallel corpora, subword vocabulary, the trainer task, decoding, BLEU."""

@@ -1,0 +1,127 @@
+"""Translation run configuration (model + training + data) and the presets per scale."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..model.seq2seq_config import Seq2SeqConfig
+from ..train.config import TrainConfig
+from .subword import KINDS
+
+TASK = "nmt"
+SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_smoothing": 0.1}}  # written into config.json: what tells a translation run from a language-model run
+
+
+@dataclass(frozen=True)
+class NMTDataConfig:
+    corpus: str = "ding"
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    #: train on the dictionary's phrase pairs too (ding), besides its example sentences
+    phrases: bool = True
+    #: keep pairs with at most this many words per side (every split); None keeps all
+    max_words: int | None = None
+    #: every how many-th hash bucket of the sentences is valid / test (ding)
+    heldout_every: int = 20
+    #: at most this many training pairs (a deterministic subset); None keeps all
+    max_train_pairs: int | None = None
+    tokenizer: str = "bpe"
+    vocab_size: int = 8000
+    data_dirs: tuple[str, ...] = ()
+    download: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in KINDS:
+            raise ConfigError(f"tokenizer must be one of {', '.join(KINDS)}, got {self.tokenizer!r}")
+        for name in ("max_words", "max_train_pairs"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 8:
+            raise ConfigError(f"vocab_size must be an integer >= 8, got {self.vocab_size!r}")
+        if not isinstance(self.heldout_every, int) or self.heldout_every < 3:
+            raise ConfigError(f"heldout_every must be an integer >= 3, got {self.heldout_every!r}")
+        object.__setattr__(self, "data_dirs", tuple(self.data_dirs))
+
+
+@dataclass(frozen=True)
+class NMTRunConfig:
+    model: Seq2SeqConfig = field(default_factory=Seq2SeqConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**SMOOTHED_CE))
+    data: NMTDataConfig = field(default_factory=NMTDataConfig)
+    preset: str = "custom"
+    task: str = TASK
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NMTRunConfig:
+        if data.get("task") != TASK:
+            raise ConfigError("not a translation run configuration (a language-model run?)")
+        try:
+            return cls(model=_build(Seq2SeqConfig, data.get("model", {})),
+                       train=_build(TrainConfig, data.get("train", {})),
+                       data=_build(NMTDataConfig, data.get("data", {})),
+                       preset=data.get("preset", "custom"))
+        except TypeError as e:
+            raise ConfigError(f"invalid translation run configuration: {e}") from None
+
+
+def _build(cls, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**values)
+
+
+# Each preset lists only what differs from the dataclass defaults.
+NMT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # seconds: tests and smoke runs (a subset of the dictionary, a tiny model)
+    "smoke": {
+        "model": dict(n_enc_layer=1, n_dec_layer=1, n_head=2, n_embd=32, ffn=64, max_len=48, dropout=0.0),
+        "train": dict(max_steps=30, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=5, eval_interval=15,
+                      eval_batches=2, log_interval=5, weight_decay=0.0, beta2=0.98),
+        "data": dict(max_words=8, max_train_pairs=3000, vocab_size=500),
+    },
+    # 2 CPU cores: short pairs (sentences and phrases of <= 8 words), a small model and vocabulary
+    "quick": {
+        "model": dict(n_enc_layer=3, n_dec_layer=3, n_head=4, n_embd=128, ffn=512, max_len=32, dropout=0.1),
+        "train": dict(max_steps=3000, batch_size=64, lr=2e-3, min_lr=2e-5, warmup_steps=200, eval_interval=500,
+                      eval_batches=20, log_interval=50, weight_decay=0.0001, beta2=0.98),
+        "data": dict(max_words=8, vocab_size=4000),
+    },
+    # fairseq's transformer_iwslt_de_en (6+6 layers, 512 wide, 4 heads, FFN 1024), for a GPU
+    "paper": {
+        "model": dict(n_enc_layer=6, n_dec_layer=6, n_head=4, n_embd=512, ffn=1024, max_len=256, dropout=0.3),
+        "train": dict(max_steps=60000, batch_size=128, lr=5e-4, min_lr=1e-6, warmup_steps=4000,
+                      eval_interval=2000, eval_batches=40, log_interval=100, weight_decay=0.0001,
+                      beta2=0.98, grad_clip=0.0),
+        "data": dict(vocab_size=10000),
+    },
+}
+
+
+def nmt_preset(name: str) -> NMTRunConfig:
+    if name not in NMT_PRESETS:
+        raise ConfigError(f"unknown translation preset {name!r}; available: {', '.join(NMT_PRESETS)}")
+    p = {k: dict(v) for k, v in NMT_PRESETS[name].items()}
+    p["train"] = {**SMOOTHED_CE, **p["train"]}
+    return NMTRunConfig.from_dict({**p, "preset": name, "task": TASK})
+
+
+def nmt_overrides(config: NMTRunConfig, overrides: dict[str, dict[str, Any]]) -> NMTRunConfig:
+    data = config.to_dict()
+    for section, values in overrides.items():
+        if section not in ("model", "train", "data"):
+            raise ConfigError(f"unknown config section {section!r}")
+        data[section].update(values)
+    return NMTRunConfig.from_dict(data)

@@ -1,0 +1,116 @@
+"""Load a translation run, translate texts, score a split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ConfigError, DataError
+from ..model.seq2seq import Seq2Seq
+from ..model.seq2seq_config import Seq2SeqConfig
+from ..runs import find_checkpoint
+from ..train.checkpoint import load_checkpoint, load_state_strict
+from .config import TASK, NMTRunConfig
+from .decode import translate_ids
+from .subword import SubwordTokenizer
+from .task import source_batch
+
+
+@dataclass
+class NMTRun:
+    run_dir: Path
+    model: Seq2Seq
+    tokenizer: SubwordTokenizer
+    config: NMTRunConfig
+    meta: dict[str, Any]
+    checkpoint: Path
+    device: torch.device
+
+
+def _run_dir(path: Path) -> Path:
+    return path if path.is_dir() else path.parent.parent
+
+
+def load_nmt_run(run: str | Path, which: str = "best", device: str = "cpu") -> NMTRun:
+    """Model, tokenizer and configuration; refuses language-model runs and foreign tokenizers."""
+    path = find_checkpoint(run, which)
+    meta, payload = load_checkpoint(path)
+    saved = meta.get("config", {})
+    if saved.get("task") != TASK:
+        raise ConfigError(f"{run} is a language-model run, not a translation run (train one with probattn train-nmt)")
+    try:
+        config = NMTRunConfig.from_dict(saved)
+        model_config = Seq2SeqConfig.from_dict(meta["model_config"])
+        tokenizer = SubwordTokenizer.from_dict(meta["tokenizer"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} lacks run metadata ({e})") from None
+    vocab_file = _run_dir(Path(run)) / "vocab.json"
+    if vocab_file.exists():  # the run's tokenizer file must be the one the checkpoint was trained with
+        try:
+            on_disk = SubwordTokenizer.from_dict(json.loads(vocab_file.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"tokenizer file {vocab_file} is not valid JSON") from None
+        if on_disk.fingerprint() != tokenizer.fingerprint():
+            raise CheckpointError(f"tokenizer file {vocab_file} does not match the checkpoint {path}")
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {model_config.vocab_size}")
+    model = Seq2Seq(model_config)
+    load_state_strict(model, payload["model"], "model", path)
+    dev = torch.device(device)
+    model.to(dev).eval()
+    return NMTRun(_run_dir(Path(run)), model, tokenizer, config, meta, path, dev)
+
+
+def encode_sources(run: NMTRun, texts: list[str], what: str = "input") -> list[list[int]]:
+    """Token ids per sentence; an empty sentence or one beyond the model's context is an error."""
+    limit = run.model.config.max_len - 1  # room for EOS
+    ids = run.tokenizer.encode_batch(texts)
+    for i, (text, seq) in enumerate(zip(texts, ids), 1):
+        if not text.strip():
+            raise DataError(f"{what} line {i} is empty")
+        if len(seq) > limit:
+            raise DataError(f"{what} line {i} has {len(seq)} tokens; the model's context is {limit} (max_len "
+                            f"{run.model.config.max_len} minus EOS)")
+    return ids
+
+
+def translate(run: NMTRun, texts: list[str], beam: int = 5, length_penalty: float = 1.0,
+              batch_size: int = 32, max_new_tokens: int | None = None, what: str = "input") -> list[str]:
+    """Translations in input order (batches of similar length decode together)."""
+    ids = encode_sources(run, texts, what)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str | None] = [None] * len(ids)
+    for a in range(0, len(order), batch_size):
+        chunk = order[a: a + batch_size]
+        src = source_batch([ids[i] for i in chunk]).to(run.device)
+        hyps = translate_ids(run.model, src, beam=beam, length_penalty=length_penalty,
+                             max_new_tokens=max_new_tokens)
+        for i, h in zip(chunk, hyps):
+            out[i] = run.tokenizer.decode(h)
+    return [o or "" for o in out]
+
+
+def evaluate_split(run: NMTRun, split: str = "valid", beam: int = 5, length_penalty: float = 1.0,
+                   limit: int | None = None, batch_size: int = 32, data_dirs=()) -> dict[str, Any]:
+    """Scores of the run's corpus split (pairs whose source exceeds the context are skipped)."""
+    from .bleu import score
+    from .task import load_corpus_for
+
+    data = run.config.data
+    if data_dirs:
+        data = type(data)(**{**data.__dict__, "data_dirs": tuple(data_dirs)})
+    pairs = load_corpus_for(data).split(split)
+    if limit:
+        pairs = pairs[:limit]
+    max_src = run.model.config.max_len - 1
+    ids = run.tokenizer.encode_batch([s for s, _ in pairs])
+    kept = [p for p, seq in zip(pairs, ids) if len(seq) <= max_src]
+    hyps = translate(run, [s for s, _ in kept], beam, length_penalty, batch_size, what=split)
+    result = score(hyps, [t for _, t in kept], pretokenized=data.corpus == "iwslt14")
+    result.update({"split": split, "sentences": len(kept), "skipped_too_long": len(pairs) - len(kept),
+                   "beam": beam, "length_penalty": length_penalty, "checkpoint": str(run.checkpoint)})
+    return result, hyps, kept

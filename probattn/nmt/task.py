@@ -1,0 +1,186 @@
+"""Translation as a trainer task: encoded pairs, length-bucketed batches, label-smoothed loss.
+
+A batch is ``x = (src, tgt_in)``, ``y = tgt_out``: the source ends in EOS, the decoder input
+starts with BOS, the targets are the decoder input shifted by one and end in EOS; all right-padded
+with PAD (0). Training batches are windows of consecutive pairs in (source, target) length order
+starting at a random pair: little padding, one seeded generator (resumable like the LM's windows).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError, DataError
+from ..model.seq2seq import Seq2Seq
+from ..model.seq2seq_config import Seq2SeqConfig
+from ..train.objectives import Objective
+from .corpus import Pairs, load_parallel
+from .subword import BOS, EOS, PAD, SubwordTokenizer
+
+Encoded = list[tuple[list[int], list[int]]]
+
+
+def encode_pairs(tok: SubwordTokenizer, pairs: Pairs) -> Encoded:
+    src = tok.encode_batch([s for s, _ in pairs])
+    tgt = tok.encode_batch([t for _, t in pairs])
+    return list(zip(src, tgt))
+
+
+def fits(pair: tuple[list[int], list[int]], max_len: int) -> bool:
+    """Source + EOS and BOS + target within the model's positions."""
+    return len(pair[0]) + 1 <= max_len and len(pair[1]) + 1 <= max_len
+
+
+def collate(pairs: Encoded) -> tuple[tuple[Tensor, Tensor], Tensor]:
+    S = max(len(s) for s, _ in pairs) + 1
+    T = max(len(t) for _, t in pairs) + 1
+    src = torch.full((len(pairs), S), PAD, dtype=torch.long)
+    tgt_in = torch.full((len(pairs), T), PAD, dtype=torch.long)
+    tgt_out = torch.full((len(pairs), T), PAD, dtype=torch.long)
+    for i, (s, t) in enumerate(pairs):
+        src[i, : len(s) + 1] = torch.tensor(s + [EOS])
+        tgt_in[i, : len(t) + 1] = torch.tensor([BOS] + t)
+        tgt_out[i, : len(t) + 1] = torch.tensor(t + [EOS])
+    return (src, tgt_in), tgt_out
+
+
+def source_batch(ids: list[list[int]]) -> Tensor:
+    S = max(len(s) for s in ids) + 1
+    src = torch.full((len(ids), S), PAD, dtype=torch.long)
+    for i, s in enumerate(ids):
+        src[i, : len(s) + 1] = torch.tensor(s + [EOS])
+    return src
+
+
+class LengthWindows:
+    """Random windows of ``batch_size`` consecutive pairs in length order (resumable)."""
+
+    def __init__(self, pairs: Encoded, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if len(pairs) < batch_size:
+            raise DataError(f"only {len(pairs)} training pairs for a batch of {batch_size}")
+        self.pairs = sorted(pairs, key=lambda p: (len(p[0]), len(p[1])))
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self):
+        n = len(self.pairs) - self.batch_size + 1
+        starts = torch.randint(n, (self.world_size,), generator=self.generator)
+        a = int(starts[self.rank])
+        return collate(self.pairs[a: a + self.batch_size])
+
+
+def eval_batches(pairs: Encoded, batch_size: int, n_batches: int) -> list:
+    """Fixed validation batches spread over the length-sorted pairs (the same at every evaluation)."""
+    ordered = sorted(pairs, key=lambda p: (len(p[0]), len(p[1])))
+    chunks = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
+    if len(chunks) > n_batches:
+        step = len(chunks) / n_batches
+        chunks = [chunks[int(i * step)] for i in range(n_batches)]
+    return [collate(c) for c in chunks]
+
+
+class LabelSmoothedCE(Objective):
+    """fairseq's label-smoothed cross-entropy: ``(1 - eps) nll + eps * mean_v(-log p_v)`` over
+    non-pad targets. ``loss`` in the metrics is the plain NLL (what validation compares)."""
+
+    name = "label_smoothed_ce"
+    option_names = ("label_smoothing",)
+
+    def __init__(self, model: nn.Module | None = None, label_smoothing: float = 0.1):
+        super().__init__(model)
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.eps = float(label_smoothing)
+
+    @staticmethod
+    def parts(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(per-token nll, per-token mean -log p over the vocabulary, non-pad mask), flattened."""
+        logp = F.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)
+        flat = targets.reshape(-1)
+        keep = flat != PAD
+        nll = -logp.gather(1, flat.clamp_min(0)[:, None])[:, 0]
+        smooth = -logp.mean(dim=-1)
+        return nll, smooth, keep
+
+    def forward(self, model, x, y):
+        src, tgt_in = x
+        logits, _ = model(src, tgt_in)
+        nll, smooth, keep = self.parts(logits, y)
+        n = keep.sum().clamp_min(1)
+        nll_mean = (nll * keep).sum() / n
+        loss = (1 - self.eps) * nll_mean + self.eps * (smooth * keep).sum() / n
+        return loss, {"nll": nll_mean.detach()}
+
+    @torch.no_grad()
+    def eval_metrics(self, model, x, y):
+        src, tgt_in = x
+        logits, _ = model(src, tgt_in)
+        nll, _, keep = self.parts(logits, y)
+        n = keep.sum().clamp_min(1)
+        loss = (nll * keep).sum() / n
+        acc = ((logits.reshape(-1, logits.size(-1)).argmax(-1) == y.reshape(-1)) & keep).sum() / n
+        return {"loss": loss, "acc": acc, "ppl": torch.exp(loss)}
+
+
+@functools.lru_cache(maxsize=4)
+def load_corpus_for(data) -> ParallelCorpus:  # noqa: F821 - forward name for readers
+    """The corpus a data config describes (cached per process: experiments train many runs on it)."""
+    corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
+                           max_words=data.max_words, heldout_every=data.heldout_every)
+    if data.max_train_pairs and len(corpus.train) > data.max_train_pairs:
+        rng = random.Random(0)  # a fixed subset, whatever the run's seed
+        keep = sorted(rng.sample(range(len(corpus.train)), data.max_train_pairs))
+        corpus = type(corpus)(corpus.name, corpus.src_lang, corpus.tgt_lang, [corpus.train[i] for i in keep],
+                              corpus.valid, corpus.test, corpus.source,
+                              corpus.notes + (f"train subset: {data.max_train_pairs} pairs",))
+    for split in ("train", "valid"):
+        if not getattr(corpus, split):
+            raise DataError(f"corpus {corpus.name!r} has no {split} pairs after filtering")
+    return corpus
+
+
+@functools.lru_cache(maxsize=4)
+def train_tokenizer(data) -> SubwordTokenizer:
+    """The joint vocabulary of a data config's training split (cached per process)."""
+    corpus = load_corpus_for(data)
+    texts = [s for s, _ in corpus.train] + [t for _, t in corpus.train]
+    return SubwordTokenizer.train(texts, data.vocab_size, data.tokenizer)
+
+
+class NMTTask:
+    """The trainer task for :class:`~probattn.nmt.config.NMTRunConfig` runs."""
+
+    def prepare(self, trainer, meta: dict | None) -> None:
+        cfg = trainer.config
+        if cfg.train.log_query_grad_norms:
+            raise ConfigError("log_query_grad_norms is for GPT runs only")
+        corpus = load_corpus_for(cfg.data)
+        trainer.corpus = corpus
+        if meta:
+            trainer.tokenizer = SubwordTokenizer.from_dict(meta["tokenizer"])
+        else:
+            trainer.tokenizer = train_tokenizer(cfg.data)
+        trainer.model_config = Seq2SeqConfig(**{**cfg.model.to_dict(), "vocab_size": trainer.tokenizer.vocab_size,
+                                                "pad_id": PAD, "bos_id": BOS, "eos_id": EOS})
+        max_len = trainer.model_config.max_len
+        train = [p for p in encode_pairs(trainer.tokenizer, corpus.train) if fits(p, max_len)]
+        valid = [p for p in encode_pairs(trainer.tokenizer, corpus.valid) if fits(p, max_len)]
+        if not valid:
+            raise DataError(f"no validation pair fits max_len {max_len}")
+        t, dist = cfg.train, trainer.dist
+        trainer.batches = LengthWindows(train, t.batch_size, seed=t.seed, rank=dist.rank,
+                                        world_size=dist.world_size)
+        trainer.eval_batches = eval_batches(valid, t.batch_size, t.eval_batches)
+        mean_tgt = sum(len(tg) + 1 for _, tg in train) / len(train)
+        trainer.tokens_per_step = int(math.ceil(t.batch_size * t.grad_accum * dist.world_size * mean_tgt))
+        trainer.task_info = {"train_pairs": len(train), "valid_pairs": len(valid),
+                             "dropped_too_long": len(corpus.train) - len(train), "notes": list(corpus.notes)}
+
+    def build_model(self, model_config: Seq2SeqConfig) -> nn.Module:
+        return Seq2Seq(model_config)

@@ -1,0 +1,127 @@
+"""Translation commands end to end on a generated parallel folder (unit-test data only), and one
+clear error line, with nothing written, for every kind of bad input the issue lists."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probattn.cli import main
+from probattn.nmt.subword import SubwordTokenizer
+
+pytest.importorskip("sacrebleu")
+
+WORDS = [("eins", "one"), ("zwei", "two"), ("drei", "three"), ("vier", "four"), ("fünf", "five"), ("sechs", "six")]
+
+
+def corpus(folder, n_train=240):
+    folder.mkdir()
+    splits = {"train": range(n_train), "valid": range(500, 524), "test": range(700, 724)}
+    for split, seeds in splits.items():
+        de, en = [], []
+        for s in seeds:
+            picks = [WORDS[(s * 7 + j * 3) % 6] for j in range(1 + s % 4)]
+            de.append(" ".join(w for w, _ in picks).capitalize() + ".")
+            en.append(" ".join(w for _, w in picks).capitalize() + ".")
+        (folder / f"{split}.de").write_text("\n".join(de) + "\n", encoding="utf-8")
+        (folder / f"{split}.en").write_text("\n".join(en) + "\n", encoding="utf-8")
+    return folder
+
+
+def smoke(data, out, *extra):
+    return ["train-nmt", "--preset", "smoke", "--data", data, "--out", out, "--max-steps", "8",
+            "--eval-interval", "4", "--vocab-size", "40", "--no-progress", *extra]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(code, err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("probattn: error:"), err
+    return lines[0]
+
+
+def test_train_resume_translate_eval(tmp_path, capsys):
+    data, run = corpus(tmp_path / "data"), tmp_path / "run"
+    code, out, err = run_cli(smoke(data, run, "--attention", "gpam", "--norm", "post"), capsys)
+    assert code == 0 and "best val nll" in out, err
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["task"] == "nmt" and cfg["model"]["cross_attention"] == "gpam" and cfg["model"]["norm"] == "post"
+    code, out, err = run_cli(smoke(data, run, "--attention", "gpam", "--norm", "post", "--max-steps", "12",
+                                   "--resume"), capsys)
+    assert code == 0, err
+    assert max(json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()) == 12
+    code, out, err = run_cli(["translate", "--run", run, "--text", "Eins zwei.", "Drei.", "--beam", "2"], capsys)
+    assert code == 0 and len(out.splitlines()) == 2, err
+    (tmp_path / "in.de").write_text("Eins.\nZwei drei.\n", encoding="utf-8")
+    code, _, err = run_cli(["translate", "--run", run, "--file", tmp_path / "in.de", "--output", tmp_path / "o.en"],
+                           capsys)
+    assert code == 0 and len((tmp_path / "o.en").read_text().splitlines()) == 2, err
+    code, out, err = run_cli(["eval-nmt", "--run", run, "--split", "test", "--beam", "1", "--json",
+                              tmp_path / "s.json"], capsys)
+    assert code == 0 and "chrF" in out and "tok:13a" in out, err
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["sentences"] == 24 and 0 <= scores["bleu"] <= 100
+    # a second system on the same data: paired bootstrap of the difference
+    other = tmp_path / "other"
+    assert run_cli(smoke(data, other), capsys)[0] == 0
+    code, out, err = run_cli(["eval-nmt", "--run", run, "--compare", other, "--split", "test", "--beam", "1",
+                              "--bootstrap", "50", "--json", tmp_path / "c.json"], capsys)
+    assert code == 0 and "bootstrap interval" in out, err
+    boot = json.loads((tmp_path / "c.json").read_text())["compare"]["bootstrap"]["bleu"]
+    assert boot["delta"] == pytest.approx(json.loads((tmp_path / "c.json").read_text())["compare"]["scores"]["bleu"]
+                                          - scores["bleu"])
+
+
+def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path, capsys):
+    data, run = corpus(tmp_path / "data"), tmp_path / "run"
+    assert run_cli(smoke(data, run), capsys)[0] == 0
+    # parallel files with different line counts: the run folder is not created
+    bad = corpus(tmp_path / "bad")
+    (bad / "train.en").write_text("One.\n", encoding="utf-8")
+    line = one_error(*run_cli(smoke(bad, tmp_path / "never"), capsys)[::2])
+    assert "lines but" in line and not (tmp_path / "never").exists()
+    (bad / "train.en").write_text((data / "train.en").read_text().replace("One.", "", 1), encoding="utf-8")
+    # an empty line in the input file
+    (tmp_path / "gap.de").write_text("Eins.\n\nZwei.\n", encoding="utf-8")
+    assert "line 2 is empty" in one_error(*run_cli(["translate", "--run", run, "--file", tmp_path / "gap.de",
+                                                    "--output", tmp_path / "gap.en"], capsys)[::2])
+    assert not (tmp_path / "gap.en").exists()
+    # a sentence longer than the model's context
+    assert "context" in one_error(*run_cli(["translate", "--run", run, "--text", " ".join(["eins"] * 60)],
+                                           capsys)[::2])
+    # unknown corpus, unknown language pair
+    assert "unknown parallel corpus" in one_error(*run_cli(smoke("europarl", tmp_path / "n1"), capsys)[::2])
+    assert "language pair" in one_error(*run_cli(smoke(data, tmp_path / "n2", "--src-lang", "fr"), capsys)[::2])
+    # an LM run given to translate
+    lm = tmp_path / "lm"
+    assert run_cli(["train", "--preset", "tiny", "--max-steps", "2", "--eval-interval", "2", "--n-layer", "1",
+                    "--no-progress", "--out", lm], capsys)[0] == 0
+    assert "language-model run" in one_error(*run_cli(["translate", "--run", lm, "--text", "Eins."], capsys)[::2])
+    # a tokenizer file that does not match the checkpoint
+    other = SubwordTokenizer.train(["ganz andere Wörter", "quite other words"], vocab_size=30)
+    (run / "vocab.json").write_text(json.dumps(other.to_dict()), encoding="utf-8")
+    assert "does not match the checkpoint" in one_error(*run_cli(["translate", "--run", run, "--text", "Eins."],
+                                                                 capsys)[::2])
+    assert "exactly one of" in one_error(*run_cli(["translate", "--run", run], capsys)[::2])
+
+
+def test_resume_continues_exactly(tmp_path, capsys):
+    """8 steps straight = 4 steps, stop, resume to 8 (data order, dropout and optimiser restored)."""
+    import torch
+
+    data = corpus(tmp_path / "data")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--dropout", "0.1", "--eval-interval", "4", "--max-steps", "8"]
+    assert run_cli(smoke(data, straight, *common), capsys)[0] == 0
+    assert run_cli(smoke(data, split, *common[:-1], "4"), capsys)[0] == 0
+    assert run_cli(smoke(data, split, *common, "--resume"), capsys)[0] == 0
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -1,0 +1,62 @@
+"""`probattn experiment nmt` at smoke scale on a generated dictionary file (unit-test data only):
+every variant trained per norm and seed, the lambda grid tuned on valid, the matched softmax
+really matched, paired differences computed from the per-seed scores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probattn.experiments import ExperimentContext, run_experiment
+from probattn.experiments.nmt import VARIANTS, _all, count_params, matched_ffn
+
+pytest.importorskip("sacrebleu")
+
+WORDS = [("Haus", "house"), ("Hund", "dog"), ("Katze", "cat"), ("Baum", "tree"), ("Auto", "car"), ("Buch", "book")]
+VERBS = [("schläft", "sleeps"), ("ist hier", "is here"), ("ist groß", "is big")]
+
+
+def dictionary(folder):
+    rows = []
+    for i in range(240):
+        (de, en), (vde, ven) = WORDS[i % 6], VERBS[(i // 6) % 3]
+        rows.append(f"{de} {{n}} | Das {de} {vde} {i % 7}. :: {en} | The {en} {ven} {i % 7}.")
+    (folder / "trans").mkdir(parents=True)
+    (folder / "trans" / "de-en").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_matched_ffn_matches_the_gpam_parameter_count():
+    model = dict(n_enc_layer=2, n_dec_layer=2, n_head=2, n_embd=16, ffn=32, max_len=16)
+    target = count_params({**model, **VARIANTS["gpam_all"][1]}, 100)
+    width = matched_ffn({**model, **_all("softmax")}, target, 100)
+    per_unit = count_params({**model, "ffn": 33}, 100) - count_params({**model, "ffn": 32}, 100)
+    assert width > 32 and abs(count_params({**model, "ffn": width}, 100) - target) <= per_unit / 2
+
+
+def test_smoke_experiment(tmp_path):
+    dictionary(tmp_path / "data")
+    ctx = ExperimentContext(out_dir=tmp_path / "out", scale="smoke", device="cpu",
+                            data_dirs=(str(tmp_path / "data"),), progress=False)
+    result = run_experiment("nmt", ctx)
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["norms"]) == {"pre", "post"}
+    for norm in ("pre", "post"):
+        per = res["norms"][norm]
+        assert len(per["tuning"]) == 2
+        assert set(per["variants"]) == set(VARIANTS)
+        for key, v in per["variants"].items():
+            assert v["bleu"]["n"] == 2 and 0 <= v["bleu"]["mean"] <= 100
+            if key != "softmax":
+                diffs = v["vs_softmax"]["bleu_diffs"]
+                expect = [a - b for a, b in zip(v["bleu"]["values"], per["variants"]["softmax"]["bleu"]["values"])]
+                assert diffs == pytest.approx(expect)
+        params = {k: v["params"] for k, v in per["variants"].items()}
+        assert params["gpam_all"] > params["gpam_self"] > params["softmax"]
+        assert abs(params["softmax_matched"] - params["gpam_all"]) < params["gpam_all"] - params["softmax"]
+    assert (tmp_path / "out" / "report.html").exists() and "pre-LN softmax BLEU" in result.headline
+    # a second call reuses the finished runs (nothing retrained: metrics files unchanged)
+    metrics = tmp_path / "out" / "runs" / "pre" / "softmax" / "seed0" / "metrics.jsonl"
+    before = metrics.stat().st_mtime_ns
+    run_experiment("nmt", ctx)
+    assert metrics.stat().st_mtime_ns == before
