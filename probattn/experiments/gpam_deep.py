@@ -231,7 +231,8 @@ def measure_deep_lm(ctx: ExperimentContext) -> DeepLMResults:
     grid = []
     for lam in scale.grid:
         cfg = variant_configs(base, lam)["gpam"]
-        grid.append({"lam_pos": lam[0], "lam_neg": lam[1], "tune_loss": one(cfg, lam_dir(root, lam), seeds[0])["tune"]["loss"]})
+        tune_loss = one(cfg, lam_dir(root, lam), seeds[0])["tune"]["loss"]
+        grid.append({"lam_pos": lam[0], "lam_neg": lam[1], "tune_loss": tune_loss})
     best = min(grid, key=lambda g: g["tune_loss"])
     chosen = (best["lam_pos"], best["lam_neg"])
     configs = variant_configs(base, chosen)
@@ -290,7 +291,8 @@ class DeepLMResults:
 
     def headline(self) -> dict[str, str]:
         ci = self.comparison("gpam", "softmax_matched")
-        return {"deep daGPAM - matched softmax (test nats/char)": f"{ci['mean']:+.4f} [{ci['lo']:+.4f}, {ci['hi']:+.4f}]"}
+        interval = f"{ci['mean']:+.4f} [{ci['lo']:+.4f}, {ci['hi']:+.4f}]"
+        return {"deep daGPAM - matched softmax (test nats/char)": interval}
 
 
 def run(ctx: ExperimentContext):

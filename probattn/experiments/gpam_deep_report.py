@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..report import Report, fmt_interval, fmt_mean_std
+from ..report import Report, fmt_mean_std, fmt_paired
 from .gpam_deep import COMPARISONS, VARIANTS, DeepLMResults
 
 
@@ -49,8 +49,8 @@ def deep_lm_table(report: Report, r: DeepLMResults) -> None:
 
 
 def deep_lm_paired(report: Report, r: DeepLMResults) -> None:
-    rows = [[f"{VARIANTS[a]} minus {VARIANTS[b]}", fmt_interval(r.comparison(a, b, "test_loss"), 4),
-             fmt_interval(r.comparison(a, b, "test_word_ppl"), 2)] for a, b in COMPARISONS]
+    rows = [[f"{VARIANTS[a]} minus {VARIANTS[b]}", fmt_paired(r.comparison(a, b, "test_loss"), 4),
+             fmt_paired(r.comparison(a, b, "test_word_ppl"), 2)] for a, b in COMPARISONS]
     report.table(["paired by seed", "test nats/char", "test word perplexity"], rows,
                  caption="mean difference with a two-sided 95 % t interval over seeds (negative = first better)")
 
