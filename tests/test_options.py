@@ -3,14 +3,17 @@ and ``probattn list --options NAME`` printing what the dataclass declares."""
 
 import dataclasses
 import json
+import re
 
 import pytest
 
 from probattn.attention import AttentionContext, attention_class, available_attention, build_attention
 from probattn.cli import main
 from probattn.errors import ConfigError
-from probattn.options import NON_NEGATIVE, POSITIVE_INT, Options, describe_options, option
+from probattn.options import NON_NEGATIVE, POSITIVE_INT, Options, option
 from probattn.train.objectives import OBJECTIVES, objective_class
+
+from .conftest import REPO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,3 +101,13 @@ def test_list_options_of_an_unknown_name_is_one_error_line(capsys):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code != 0 and out == "" and len(lines) == 1
     assert lines[0].startswith("probattn: error:") and "'nope'" in lines[0] and "gpam" in lines[0]
+
+
+def test_the_gpam_docs_table_states_the_declared_defaults():
+    text = (REPO / "docs" / "gpam.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, re.M)
+    rows = {name: value.strip().strip("`") for name, value in table}
+    for f in dataclasses.fields(attention_class("gpam").Options):
+        assert f.name in rows, f.name
+        if f.default is not None:  # unset defaults are described (= lam, 2.0 when trainable)
+            assert rows[f.name] == json.dumps(f.default).strip('"'), f.name
