@@ -296,9 +296,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import reproduce
-
-    from .experiments import EXPERIMENTS, experiment_module
+    from .experiments import EXPERIMENTS, experiment_module, reproduce
 
     args.scale = args.scale or "quick"
     for name in args.only or sorted(EXPERIMENTS):  # bad names and scales: refused before any work

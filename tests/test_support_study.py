@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from probattn.barrier.prior import FIRST_INFORMATIVE
 from probattn.barrier.support_analysis import (
     _substituted,
     char_profile,
@@ -17,7 +18,6 @@ from probattn.barrier.support_analysis import (
     perturbation_test,
     support_set,
 )
-from probattn.barrier.prior import FIRST_INFORMATIVE
 from probattn.barrier.tracking import margin_stats, window_margins
 from probattn.errors import ConfigError
 from probattn.experiments import support_study as study

@@ -25,8 +25,9 @@ mask through :func:`resolve_mask`, so they agree on every case.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn

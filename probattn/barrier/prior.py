@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .moments import strict_cov
 from .forms import BarrierForm
+from .moments import strict_cov
 from .smooth import smooth_logdet
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..data import load_corpus, read_text_file
-from ..errors import ProbattnError
 from ..data.corpora import default_text, local_splits
+from ..errors import ProbattnError
 from ..io import atomic_write_text
 from ..report import paired_t_interval, summarize
 from ..runs import evaluate_tokens, load_run
 from ..train import RunConfig, apply_overrides, preset_config, train
-from ..train.checkpoint import load_checkpoint
+from .common import finished_result, resumable
 from .context import ExperimentContext
 
 DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- tuned on validation, "
@@ -161,9 +161,10 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     cache = run_dir / "measure.json"
     if cache.exists() and _same_run(json.loads(cache.read_text())["config"], cfg.to_dict()):
         return json.loads(cache.read_text())
-    last = run_dir / "checkpoints" / "last.pt"
-    resume = last.exists() and _same_run(load_checkpoint(last)[0]["config"], cfg.to_dict())
-    result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress)
+    result = finished_result(cfg, run_dir)  # finished but never scored (stopped while scoring)
+    if result is None:
+        resume = resumable(cfg, run_dir)
+        result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress)
     if result.interrupted:  # a stopped run is resumed by the next call, never scored half-trained
         raise TrainingInterrupted(f"training of {run_dir} was interrupted at step {result.step}; "
                                   "run the experiment again to resume it")
@@ -211,7 +212,7 @@ def scoring_texts(corpus_dir: Path, scale: DeepScale) -> dict[str, str]:
             "test": cut_at_line(read_text_file(corpus_dir / "test.txt"), scale.test_chars)}
 
 
-def measure_deep_lm(ctx: ExperimentContext) -> "DeepLMResults":
+def measure_deep_lm(ctx: ExperimentContext) -> DeepLMResults:
     """Tune (lam+, lam-) on seed ``seeds[0]``, then train every variant seed by seed (seed-major,
     so a measurement cut short still has every variant for the seeds it finished)."""
     scale = DEEP_SETTINGS[ctx.scale]

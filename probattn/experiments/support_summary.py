@@ -28,13 +28,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..barrier.support_analysis import jaccard, support_set
 from ..io import atomic_write_text
 from ..report.intervals import fmt_interval, interval_summary
 from ..robustness.evaluate import NOISE
 from .support_tokens import HEADLINE_SIGMA, PAPER_CLEAN, PAPER_GAIN
-
-import torch
 
 CONTROL_FAMILIES = {"noise-aug": "noise-aug", "dropout": "dropout", "weight-decay": "weight-decay"}
 

@@ -58,7 +58,7 @@ class CopyPosterior:
 
     @classmethod
     def from_task(cls, task: CopyTask, kind: str = "softmax", sigma_s: float = 0.5,
-                  sigma_w: float = 1.0, kappa: float = 0.1) -> "CopyPosterior":
+                  sigma_w: float = 1.0, kappa: float = 0.1) -> CopyPosterior:
         return cls(task.inputs(), task.targets(), kind, sigma_s, sigma_w, kappa, task.causal)
 
     @property
@@ -85,7 +85,7 @@ class CopyPosterior:
     def dim(self) -> int:
         return self.L * self.L
 
-    def to(self, device) -> "CopyPosterior":
+    def to(self, device) -> CopyPosterior:
         return CopyPosterior(self.X.to(device), self.Y.to(device), self.kind, self.sigma_s,
                              self.sigma_w, self.kappa, self.causal)
 

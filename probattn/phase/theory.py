@@ -63,7 +63,7 @@ class TheoryConfig:
         """Target positions per sequence."""
         return self.L - 1 if self.causal else self.L
 
-    def replace(self, **kw) -> "TheoryConfig":
+    def replace(self, **kw) -> TheoryConfig:
         return TheoryConfig(**{**asdict(self), **kw})
 
 

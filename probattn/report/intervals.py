@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def _betacf(a: float, b: float, x: float) -> float:

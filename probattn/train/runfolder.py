@@ -27,7 +27,7 @@ class RunLock:
         self._fd: int | None = None
         self._created_dir = False
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         try:
             import fcntl
         except ImportError:  # no advisory locks on this platform
@@ -65,7 +65,7 @@ class RunLock:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, exc_type, exc, tb) -> None:

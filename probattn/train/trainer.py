@@ -69,7 +69,7 @@ class LMTask:
     ``tokens_per_step`` on the trainer, and builds the model; ``x`` may be a tuple of tensors.
     """
 
-    def prepare(self, trainer: "Trainer", meta: dict | None) -> None:
+    def prepare(self, trainer: Trainer, meta: dict | None) -> None:
         cfg = trainer.config
         corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
                              cfg.data.train_fraction, cfg.data.download)
@@ -642,7 +642,7 @@ class Trainer:
                 f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
                 f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
-    def _write_summary(self, status: str, step: int, last_eval: dict, timer: "Throughput", **extra) -> None:
+    def _write_summary(self, status: str, step: int, last_eval: dict, timer: Throughput, **extra) -> None:
         if not self.dist.is_main:
             return
         summary = {"status": status, "step": step,
