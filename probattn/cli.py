@@ -313,7 +313,33 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if all(e["status"] == "ok" for e in entries) else 1
 
 
+def _options_of(name: str) -> list[str]:
+    """The lines ``probattn list --options NAME`` prints for a mechanism or an objective."""
+    import inspect
+
+    from .attention import attention_class, available_attention
+    from .options import describe_options
+    from .train import OBJECTIVES
+    from .train.objectives import objective_class
+
+    if name in available_attention():
+        return [f"attention {name}:"] + ["  " + line for line in describe_options(attention_class(name).Options)]
+    if name not in OBJECTIVES:
+        raise ConfigError(f"no attention or objective named {name!r}; available: "
+                          f"{', '.join(available_attention() + sorted(OBJECTIVES))}")
+    cls = objective_class(name)
+    if cls.option_names is None:
+        return [f"objective {name}:"] + ["  " + line for line in describe_options(cls.Options)]
+    # keyword options of the constructor: names and defaults, no help declared yet
+    params = inspect.signature(cls.__init__).parameters
+    return [f"objective {name} (defaults from its constructor; see its docs for meanings):"] + [
+        f"  {n} = {json.dumps(params[n].default)}" for n in cls.option_names]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.options:
+        print("\n".join(_options_of(args.options)))
+        return 0
     from .attention import available_attention
     from .data import NAMED_CORPORA
     from .experiments import describe_experiments
@@ -412,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("list", help="presets, attention mechanisms, corpora, experiments")
+    p.add_argument("--options", metavar="NAME", default=None,
+                   help="the options of one attention mechanism or objective: defaults and help")
     p.set_defaults(func=cmd_list)
 
     for target in EXTRA_COMMANDS:

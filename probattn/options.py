@@ -12,8 +12,9 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ConfigError
 
@@ -164,3 +165,72 @@ def device_flag(text: str) -> str:
     if name == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError("'mps' asked for, but MPS is not available here")
     return name
+
+
+# -- options of mechanisms and objectives ---------------------------------------------------------
+# A mechanism or objective declares its options once, as a frozen dataclass of :func:`option`
+# fields: the default, one line of help (``probattn list --options NAME``) and the check.
+
+def option(default: Any, help: str, check: Any = None):
+    """An options field: ``check`` is a :class:`Range`, a tuple of allowed values, ``bool``
+    (true or false) or None (anything); None as a value is allowed where it is the default."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def value_problem(check: Any, value: Any) -> str | None:
+    """None when ``value`` passes ``check`` (see :func:`option`), else what is wrong with it."""
+    if check is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(check, tuple):
+        return None if value in check else f"must be one of {', '.join(map(str, check))}, got {value!r}"
+    if isinstance(check, Range):
+        return check.problem(value)
+    return None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of the options dataclasses: each field is checked on construction, then :meth:`check`
+    (relations between fields). ``label`` starts every error ("gpam option lam must be ...")."""
+
+    label: ClassVar[str] = "option"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check, value = f.metadata.get("check"), getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            problem = value_problem(check, value)
+            if problem:
+                raise ConfigError(f"{self.label} {f.name} {problem}")
+            if isinstance(check, Range) and not check.integer and isinstance(value, int) \
+                    and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))  # JSON "1" where a real number is meant
+        self.check()
+
+    def check(self) -> None:
+        """Relations between fields (override); single fields are checked already."""
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any] | None, what: str):
+        """Build from a config's dict; an unknown name is one error listing the allowed ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options or {}) - set(names))
+        if unknown:
+            raise ConfigError(f"{what} has no option(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(names) or 'none'}")
+        return cls(**dict(options or {}))
+
+
+@dataclass(frozen=True)
+class NoOptions(Options):
+    """For a mechanism or objective that takes no options."""
+
+
+def describe_options(cls: type[Options]) -> list[str]:
+    """One line per field: name, default and help (what ``probattn list --options`` prints)."""
+    rows = [(f.name, json.dumps(f.default), f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+    if not rows:
+        return ["(no options)"]
+    width = max(len(n) + len(d) for n, d, _ in rows) + 3
+    return [f"{f'{n} = {d}':<{width}} {h}" for n, d, h in rows]

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..options import NoOptions, Options
+
 
 @dataclass(frozen=True)
 class AttentionContext:
@@ -51,8 +53,9 @@ class AttentionMechanism(nn.Module):
 
     #: registry name, set by :func:`probattn.attention.register_attention`
     name: str = ""
-    #: option names this mechanism accepts (unknown options are a configuration error)
-    option_names: tuple[str, ...] = ()
+    #: the options this mechanism accepts, with defaults, help and checks (unknown ones are a
+    #: configuration error); an instance holds them parsed as ``self.options``
+    Options: type[Options] = NoOptions
     #: True when the output is exactly ``weights @ v`` (after dropout), so an edited pattern can be
     #: applied by the model's ``hook_pattern``; mechanisms that transform after mixing leave it False
     pattern_mixes_values: bool = False
@@ -64,6 +67,19 @@ class AttentionMechanism(nn.Module):
         self.ctx = ctx
         self.impl = impl
         self.dropout = ctx.dropout
+        self.options = self.parse_options(ctx.options, ctx.n_head)
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | None, n_head: int | None = None) -> Options:
+        """The options checked (unknown names, each field, relations) and the heads checked."""
+        parsed = cls.Options.parse(options, f"attention {cls.name!r}")
+        if n_head is not None:
+            cls.check_heads(n_head)
+        return parsed
+
+    @classmethod
+    def check_heads(cls, n_head: int) -> None:
+        """Refuse a head count the mechanism cannot use (override; any count by default)."""
 
     @property
     def scale(self) -> float:

@@ -22,16 +22,26 @@ Attention dropout in training falls back to the materialised path (dropout needs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..errors import ConfigError
+from ..options import POSITIVE_INT, Options, option
 from .base import AttentionContext, AttentionMechanism, causal_mask, masked_softmax, resolve_mask
 from .registry import register_attention
 
 DEFAULT_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class CogOptions(Options):
+    label = "cog option"
+    softmax_first_last: bool = option(True, "plain softmax in the first and last layers (Cogformer)", bool)
+    chunk: int = option(DEFAULT_CHUNK, "query rows per block of the fast path (same result, other memory)",
+                        POSITIVE_INT)
 
 
 def cog_weights(scores: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,27 +107,17 @@ class CogChunkedFunction(torch.autograd.Function):
 class CogAttention(AttentionMechanism):
     """``y = (sign(s) * softmax(|s|)) v``; softmax in the first and last layers by default.
 
-    Options: ``softmax_first_last`` (true), ``chunk`` (query rows per block of the fast path).
+    Options: :class:`CogOptions` (``probattn list --options cog``).
     """
 
-    option_names = ("softmax_first_last", "chunk")
+    Options = CogOptions
     pattern_mixes_values = True
-
-    @staticmethod
-    def check_config(options: dict, n_head: int | None = None) -> None:
-        flag = options.get("softmax_first_last", True)
-        if not isinstance(flag, bool):
-            raise ConfigError(f"cog option softmax_first_last must be true or false, got {flag!r}")
-        chunk = options.get("chunk", DEFAULT_CHUNK)
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0:
-            raise ConfigError(f"cog option chunk must be a positive integer, got {chunk!r}")
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__(ctx, impl)
-        self.check_config(dict(ctx.options), ctx.n_head)
         edge = ctx.layer_idx in (0, ctx.n_layer - 1)
-        self.plain_softmax = bool(ctx.options.get("softmax_first_last", True)) and edge
-        self.chunk = int(ctx.options.get("chunk", DEFAULT_CHUNK))
+        self.plain_softmax = self.options.softmax_first_last and edge
+        self.chunk = self.options.chunk
 
     def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
              attn_mask: Tensor | None = None) -> Tensor:

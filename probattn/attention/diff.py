@@ -21,12 +21,14 @@ official module has none; it is a no-op at the default dropout 0).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..options import FINITE, Options, option
 from .base import AttentionContext, AttentionMechanism, masked_softmax, resolve_mask
 from .registry import register_attention
 
@@ -38,29 +40,32 @@ def lambda_init_schedule(layer_idx: int) -> float:
     return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
 
 
+@dataclass(frozen=True)
+class DiffOptions(Options):
+    label = "diff option"
+    lambda_init: float | None = option(None, "constant lambda_init instead of 0.8 - 0.6 exp(-0.3 layer)",
+                                       FINITE)
+
+
 @register_attention("diff")
 class DiffAttention(AttentionMechanism):
     """Differential attention; ``n_head`` must be even (heads are paired).
 
-    Option ``lambda_init`` (a number) replaces the depth schedule with a constant.
+    Options: :class:`DiffOptions` (``lambda_init`` replaces the depth schedule with a constant).
     """
 
-    option_names = ("lambda_init",)
+    Options = DiffOptions
 
-    @staticmethod
-    def check_config(options: dict, n_head: int | None = None) -> None:
-        if n_head is not None and n_head % 2 != 0:
+    @classmethod
+    def check_heads(cls, n_head: int) -> None:
+        if n_head % 2 != 0:
             raise ConfigError(f"diff attention pairs heads: n_head must be even, got {n_head}")
-        if "lambda_init" in options:
-            value = options["lambda_init"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"diff option lambda_init must be a finite number, got {value!r}")
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__(ctx, impl)
-        self.check_config(dict(ctx.options), ctx.n_head)
         d = ctx.head_dim
-        self.lambda_init = float(ctx.options.get("lambda_init", lambda_init_schedule(ctx.layer_idx)))
+        given = self.options.lambda_init
+        self.lambda_init = lambda_init_schedule(ctx.layer_idx) if given is None else given
         self.lambda_q1 = nn.Parameter(torch.randn(d) * 0.1)
         self.lambda_k1 = nn.Parameter(torch.randn(d) * 0.1)
         self.lambda_q2 = nn.Parameter(torch.randn(d) * 0.1)

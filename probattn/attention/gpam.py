@@ -22,12 +22,14 @@ interleaved copy of the queries), so the default is the two calls (benchmarks/gp
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..options import FINITE, Options, option
 from .base import AttentionContext, AttentionMask, AttentionMechanism, masked_softmax, resolve_mask
 from .registry import register_attention
 
@@ -58,98 +60,77 @@ def sdpa_supports_gqa() -> bool:
     return _GQA_SUPPORTED
 
 
-def _number(options: dict, name: str, default: float) -> float:
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"gpam option {name} must be a finite number, got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class GPAMOptions(Options):
+    """daGPAM's options; the lambda parameterisation, its granularity and the W_Q- initialisation
+    are reconstructions of the paper (docs/gpam.md)."""
 
+    label = "gpam option"
+    lam: float = option(DEFAULT_LAM, "lambda, or lam+ when untied; >= 0", FINITE)
+    tied: bool = option(True, "lam- = lam+, so every row of P sums to exactly 1", bool)
+    lam_neg: float | None = option(None, "lam- when tied=false (unset: = lam)", FINITE)
+    trainable: bool = option(False, "learn lambda as lam_max * sigmoid(rho): non-negative and bounded", bool)
+    lam_max: float | None = option(None, f"bound of a trainable lambda (unset: {DEFAULT_LAM_MAX:g})", FINITE)
+    granularity: str = option("layer", "one lambda per layer, or one per head", GRANULARITIES)
+    init: str = option("neg_identity", "W_Q- = -I per head (q- = -ReLU(q+)), or random N(0, 1/d)", INITS)
+    kernel: str = option("auto", "fast path: two SDPA calls (separate, = auto) or one GQA call (gqa)", KERNELS)
+    w_q_neg: str = option("head", "one W_Q- per head (H d^2 per layer), or one shared by the heads (d^2)",
+                          W_Q_NEG)
+    w_q_neg_decay: bool = option(True, "AdamW weight decay on W_Q- (false: listed as no-decay)", bool)
 
-def _flag(options: dict, name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"gpam option {name} must be true or false, got {value!r}")
-    return value
+    def check(self) -> None:
+        if self.tied and self.lam_neg is not None:
+            raise ConfigError("gpam option lam_neg needs tied=false (tied lambdas share one value)")
+        if not self.trainable and self.lam_max is not None:
+            raise ConfigError("gpam option lam_max only applies with trainable=true")
+        for name, value in (("lam", self.lam), ("lam_neg", self.lam_minus)):
+            if value < 0:
+                raise ConfigError(f"gpam option {name} must be >= 0, got {value!r}")
+            if self.trainable and not 0 < value < self.bound:
+                raise ConfigError(
+                    f"gpam option {name} must lie in (0, lam_max={self.bound:g}) when trainable, got {value!r}"
+                )
+        if self.kernel == "gqa" and not sdpa_supports_gqa():
+            raise ConfigError("gpam option kernel=gqa needs torch >= 2.5 (enable_gqa); use kernel=separate")
 
+    @property
+    def lam_minus(self) -> float:
+        """lam- as used: ``lam_neg`` when given, else ``lam``."""
+        return self.lam if self.lam_neg is None else self.lam_neg
 
-def _choice(options: dict, name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = options.get(name, default)
-    if value not in allowed:
-        raise ConfigError(f"gpam option {name} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
+    @property
+    def bound(self) -> float:
+        """The bound of a trainable lambda as used."""
+        return DEFAULT_LAM_MAX if self.lam_max is None else self.lam_max
 
 
 @register_attention("gpam")
 class DualAttention(AttentionMechanism):
     """daGPAM: ``y = (1 + lam+) P+ v - lam- P- v`` with ``q- = ReLU(q+) W_Q-``.
 
-    Options (all validated by :meth:`check_config`):
-
-    * ``lam`` (1.0): lambda, or lam+ when untied; >= 0.
-    * ``tied`` (true): lam- = lam+, rows of P sum to exactly 1. ``tied=false`` takes ``lam_neg``.
-    * ``lam_neg`` (= lam): lam- when untied (the faithfulness test varies lam with lam_neg fixed).
-    * ``trainable`` (false): learn lambda as ``lam_max * sigmoid(rho)``: non-negative and bounded.
-    * ``lam_max`` (2.0): the bound of a trainable lambda; lam (and lam_neg) must lie in (0, lam_max).
-    * ``granularity`` ("layer"): one lambda per layer, or one per head ("head").
-    * ``init`` ("neg_identity"): W_Q- = -I per head (q- = -ReLU(q+)), or "random" N(0, 1/d).
-    * ``w_q_neg`` ("head"): one W_Q- per head (H d^2 parameters per layer), or "shared" by the
-      layer's heads (d^2).
-    * ``w_q_neg_decay`` (true): AdamW weight decay on W_Q- (a matrix, so decayed by default);
-      false lists it in :meth:`no_weight_decay_parameters`, which the trainer's groups honour.
-    * ``kernel`` ("auto"): fast-path layout; "separate" (two SDPA calls) or "gqa" (one call with
-      2H interleaved query heads over H key/value heads); "auto" is "separate", measured as fast
-      and lighter on memory.
+    Options: :class:`GPAMOptions` (``probattn list --options gpam``). A tied lambda keeps every row
+    of P summing to 1; ``tied=false`` takes ``lam_neg`` (the faithfulness test varies lam with
+    lam_neg fixed). ``w_q_neg_decay=false`` lists W_Q- in :meth:`no_weight_decay_parameters`, which
+    the trainer's groups honour. ``kernel="auto"`` is "separate", measured as fast and lighter on
+    memory than "gqa" (one call with 2H interleaved query heads over H key/value heads).
     """
 
-    option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel",
-                    "w_q_neg", "w_q_neg_decay")
+    Options = GPAMOptions
     pattern_mixes_values = True
-
-    @staticmethod
-    def check_config(options: dict, n_head: int | None = None) -> dict:
-        """Validate the options and return them resolved (every default filled in)."""
-        lam = _number(options, "lam", DEFAULT_LAM)
-        tied = _flag(options, "tied", True)
-        if tied and "lam_neg" in options:
-            raise ConfigError("gpam option lam_neg needs tied=false (tied lambdas share one value)")
-        lam_neg = _number(options, "lam_neg", lam)
-        trainable = _flag(options, "trainable", False)
-        if not trainable and "lam_max" in options:
-            raise ConfigError("gpam option lam_max only applies with trainable=true")
-        lam_max = _number(options, "lam_max", DEFAULT_LAM_MAX)
-        for name, value in (("lam", lam), ("lam_neg", lam_neg)):
-            if value < 0:
-                raise ConfigError(f"gpam option {name} must be >= 0, got {value!r}")
-            if trainable and not 0 < value < lam_max:
-                raise ConfigError(
-                    f"gpam option {name} must lie in (0, lam_max={lam_max:g}) when trainable, got {value!r}"
-                )
-        kernel = _choice(options, "kernel", "auto", KERNELS)
-        if kernel == "gqa" and not sdpa_supports_gqa():
-            raise ConfigError("gpam option kernel=gqa needs torch >= 2.5 (enable_gqa); use kernel=separate")
-        return {
-            "lam": lam, "lam_neg": lam_neg, "tied": tied, "trainable": trainable, "lam_max": lam_max,
-            "granularity": _choice(options, "granularity", "layer", GRANULARITIES),
-            "init": _choice(options, "init", "neg_identity", INITS),
-            "kernel": kernel,
-            "w_q_neg": _choice(options, "w_q_neg", "head", W_Q_NEG),
-            "w_q_neg_decay": _flag(options, "w_q_neg_decay", True),
-        }
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__(ctx, impl)
-        opts = self.check_config(dict(ctx.options), ctx.n_head)
-        self.tied = opts["tied"]
-        self.trainable = opts["trainable"]
-        self.lam_max = opts["lam_max"]
-        self.granularity = opts["granularity"]
-        kernel = opts["kernel"]
-        self.use_gqa = kernel == "gqa"
+        opts = self.options
+        self.tied = opts.tied
+        self.trainable = opts.trainable
+        self.lam_max = opts.bound
+        self.granularity = opts.granularity
+        self.use_gqa = opts.kernel == "gqa"
         H, D = ctx.n_head, ctx.head_dim
 
-        self.w_q_neg_decay = opts["w_q_neg_decay"]
-        shape_w = (H, D, D) if opts["w_q_neg"] == "head" else (D, D)
-        if opts["init"] == "neg_identity":
+        self.w_q_neg_decay = opts.w_q_neg_decay
+        shape_w = (H, D, D) if opts.w_q_neg == "head" else (D, D)
+        if opts.init == "neg_identity":
             w = -torch.eye(D).expand(shape_w).clone()  # q- = -ReLU(q+): P- is alive where P+ saturates
         else:
             w = torch.randn(shape_w) / math.sqrt(D)  # keeps q- at the scale of q+
@@ -157,7 +138,7 @@ class DualAttention(AttentionMechanism):
         self.w_q_neg = nn.Parameter(w)
 
         shape = (H,) if self.granularity == "head" else ()
-        values = {"pos": opts["lam"]} if self.tied else {"pos": opts["lam"], "neg": opts["lam_neg"]}
+        values = {"pos": opts.lam} if self.tied else {"pos": opts.lam, "neg": opts.lam_minus}
         for which, value in values.items():
             if self.trainable:
                 # lam = lam_max * sigmoid(rho): non-negative and bounded whatever the optimiser does

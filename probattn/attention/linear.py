@@ -15,28 +15,31 @@ can be negative and its rows do not sum to one).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..options import POSITIVE_INT, Options, option
 from .base import AttentionMechanism, causal_mask, resolve_mask
 from .registry import register_attention
 
 
+@dataclass(frozen=True)
+class LinearOptions(Options):
+    label = "linear attention option"
+    chunk_size: int = option(64, "positions per chunk of the fast path (same result, other speed)",
+                             POSITIVE_INT)
+
+
 @register_attention("linear")
 class LinearAttention(AttentionMechanism):
-    option_names = ("chunk_size",)
+    Options = LinearOptions
     pattern_mixes_values = True
-
-    @staticmethod
-    def check_config(options: dict, n_head=None) -> None:
-        c = options.get("chunk_size", 64)
-        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-            raise ConfigError(f"linear attention option chunk_size must be a positive integer, got {c!r}")
 
     @property
     def chunk_size(self) -> int:
-        return int(self.ctx.options.get("chunk_size", 64))
+        return self.options.chunk_size
 
     def reference(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
                   attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:

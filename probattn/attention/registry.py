@@ -41,16 +41,8 @@ def attention_class(name: str) -> type[AttentionMechanism]:
 
 def validate_attention(name: str, options: dict | None = None, n_head: int | None = None) -> None:
     """Check a name and its options without building anything (used by config validation)."""
-    cls = attention_class(name)
-    unknown = sorted(set(options or {}) - set(cls.option_names))
-    if unknown:
-        allowed = ", ".join(cls.option_names) or "none"
-        raise ConfigError(f"attention {name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
-    check = getattr(cls, "check_config", None)
-    if check is not None:
-        check(options or {}, n_head)
+    attention_class(name).parse_options(options, n_head)
 
 
 def build_attention(name: str, ctx: AttentionContext, impl: str = "fast") -> AttentionMechanism:
-    validate_attention(name, dict(ctx.options), ctx.n_head)
-    return attention_class(name)(ctx, impl=impl)
+    return attention_class(name)(ctx, impl=impl)  # the constructor checks the options

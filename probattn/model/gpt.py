@@ -168,9 +168,14 @@ class GPT(HookedMixin, nn.Module):
     def forward(self, idx: Tensor, targets: Tensor | None = None, return_qk: bool = False):
         """Return ``(logits, loss)``; loss is mean cross-entropy when targets are given, over the
         targets that are not -1 (nanoGPT's ignore index), in float32 or the logits' wider dtype.
+        Logits cover every position, also without targets (nanoGPT then keeps the last only).
 
-        With ``return_qk`` also every layer's ``(q, k)``: the barrier's layer placement reads them
-        from the same (possibly compiled) forward pass instead of through Python hooks.
+        ``return_qk=True`` returns ``(logits, loss, qk)``, ``qk`` a list of every layer's ``(q, k)``
+        of shape (B, H, T, D), after their hooks. This extra return mode is the one deliberate
+        departure from nanoGPT's signature: the barrier's layer placement (``barrier/gpt.py``)
+        needs q and k from the same, possibly ``torch.compile``-d, pass that computes the loss;
+        Python hooks would run it eagerly, and a separate method would be a second compiled graph
+        of the same model. ``return_qk=False`` (the default) is nanoGPT's two-tuple.
         """
         qk: list[tuple[Tensor, Tensor]] | None = [] if return_qk else None
         logits = self.forward_embeddings(self.embed(idx), qk)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, DataError
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
+from ..options import Options, Range, option
 from ..train.objectives import Objective
 from .corpus import Pairs, load_parallel
 from .subword import BOS, EOS, PAD, SubwordTokenizer
@@ -85,18 +87,23 @@ def eval_batches(pairs: Encoded, batch_size: int, n_batches: int) -> list:
     return [collate(c) for c in chunks]
 
 
+@dataclass(frozen=True)
+class LabelSmoothingOptions(Options):
+    label = "objective option"
+    label_smoothing: float = option(0.1, "eps: weight of the uniform target mixed in (fairseq's)",
+                                    Range(0, 1, hi_open=True))
+
+
 class LabelSmoothedCE(Objective):
     """fairseq's label-smoothed cross-entropy: ``(1 - eps) nll + eps * mean_v(-log p_v)`` over
     non-pad targets. ``loss`` in the metrics is the plain NLL (what validation compares)."""
 
     name = "label_smoothed_ce"
-    option_names = ("label_smoothing",)
+    Options = LabelSmoothingOptions
 
-    def __init__(self, model: nn.Module | None = None, label_smoothing: float = 0.1):
-        super().__init__(model)
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        self.eps = float(label_smoothing)
+    def __init__(self, model: nn.Module | None = None, **options):
+        super().__init__(model, **options)
+        self.eps = self.options.label_smoothing
 
     @staticmethod
     def parts(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:

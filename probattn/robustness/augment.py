@@ -9,22 +9,28 @@ is the clean cross-entropy (the base class).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..options import NON_NEGATIVE, Options, option
 from ..train.objectives import Objective
+
+
+@dataclass(frozen=True)
+class EmbeddingNoiseOptions(Options):
+    label = "objective option"
+    sigma: float = option(0.3, "Gaussian noise on the embeddings, in units of their RMS", NON_NEGATIVE)
 
 
 class EmbeddingNoiseObjective(Objective):
     name = "embedding_noise"
-    option_names = ("sigma",)
+    Options = EmbeddingNoiseOptions
 
-    def __init__(self, model=None, sigma: float = 0.3):
-        super().__init__(model)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
-            raise ConfigError(f"objective option sigma must be a number >= 0, got {sigma!r}")
-        self.sigma = float(sigma)
+    def __init__(self, model=None, **options):
+        super().__init__(model, **options)
+        self.sigma = self.options.sigma
 
     def forward(self, model, x, y):
         gpt = getattr(model, "_orig_mod", model)

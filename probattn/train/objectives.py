@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..options import NoOptions, Options
 
 # name -> "module:Class"; imported only when used so studies stay out of start-up
 OBJECTIVES: dict[str, str] = {
@@ -29,16 +30,21 @@ def register_objective(name: str, target: str) -> None:
     OBJECTIVES[name] = target
 
 
-def build_objective(name: str, options: dict, model: nn.Module) -> Objective:
+def objective_class(name: str) -> type[Objective]:
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
     module_name, cls_name = OBJECTIVES[name].split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    unknown = sorted(set(options) - set(cls.option_names))
-    if unknown:
-        allowed = ", ".join(cls.option_names) or "none"
-        raise ConfigError(f"objective {name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
-    return cls(model=model, **options)
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def build_objective(name: str, options: dict, model: nn.Module) -> Objective:
+    cls = objective_class(name)
+    if cls.option_names is not None:  # keyword options of the constructor, not an Options class
+        unknown = sorted(set(options) - set(cls.option_names))
+        if unknown:
+            allowed = ", ".join(cls.option_names) or "none"
+            raise ConfigError(f"objective {name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
+    return cls(model=model, **options)  # Options.parse refuses unknown names
 
 
 def token_metrics(logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
@@ -57,10 +63,14 @@ class Objective(nn.Module):
     """Base: ``forward(model, x, y) -> (loss_to_minimise, metrics)``."""
 
     name = "objective"
-    option_names: tuple[str, ...] = ()
+    #: the options (defaults, help, checks); an instance holds them parsed as ``self.options``
+    Options: type[Options] = NoOptions
+    #: instead, the names of an objective whose constructor takes its options as keywords (barrier)
+    option_names: tuple[str, ...] | None = None
 
-    def __init__(self, model: nn.Module | None = None):
+    def __init__(self, model: nn.Module | None = None, **options):
         super().__init__()
+        self.options = self.Options.parse(options, f"objective {self.name!r}")
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

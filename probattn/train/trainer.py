@@ -37,6 +37,7 @@ from ..data import (
 from ..errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
 from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
+from .callbacks import Callback
 from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from .config import RunConfig
 from .distributed import (
@@ -58,18 +59,6 @@ RESUMABLE_CHANGES = {
     ("train", "checkpoint_interval"), ("train", "tensorboard"), ("train", "wandb_project"),
     ("train", "device"), ("data", "data_dirs"), ("data", "download"),
 }
-
-
-class Callback:
-    """Hooks into the loop; every method is optional."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_after_backward(self, trainer: Trainer, step: int) -> dict[str, float] | None: ...
-
-    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
-
-    def on_step_end(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None: ...
 
 
 class LMTask:
@@ -162,6 +151,29 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 
 class Trainer:
+    """Trains ``task``'s model under ``config`` into ``run_dir``; :meth:`fit` runs it.
+
+    Set-up (:meth:`_setup`) runs in named steps, top to bottom; the state each step sets is
+    declared here, in that order.
+    """
+
+    # -- state set by fit() and _setup() ---------------------------------------------------------
+    device: torch.device                 # fit: resolved from config.train.device
+    start_step: int                      # _open_run_folder: 0, or the checkpoint's step
+    best_val_loss: float                 #   inf, or the checkpoint's
+    _resume_payload: dict[str, Any]      #   the checkpoint's tensors, when resuming
+    # task.prepare: tokenizer, model_config, batches, eval_batches, tokens_per_step (and corpus)
+    model: nn.Module                     # _build_model: the task's model, on device
+    objective: Objective                 #   the loss, with any parameters of its own
+    optimizer: torch.optim.Optimizer     # _build_optimizer: AdamW, restored when resuming
+    use_amp: bool                        # _choose_precision: bf16 autocast on CUDA
+    forward_model: nn.Module             # _wrap_model: compiled (or not); what the loop calls
+    train_module: nn.Module              #   model + objective, DDP-wrapped under torchrun
+    logger: MetricsLogger                # _open_logs
+    _last_saved_step: int                # _reset_loop_state: the step of checkpoints/last.pt
+    _nonfinite: Tensor                   #   any non-finite train loss so far (no host sync)
+    _objective_keys: set[str]            #   train metrics averaged over ranks
+
     def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
                  overwrite: bool = False, callbacks: list[Callback] | tuple = (),
                  progress: bool = True, task=None, announce: bool = False):
@@ -261,47 +273,89 @@ class Trainer:
         return None
 
     def _setup(self) -> None:
-        cfg = self.config
+        meta = self._open_run_folder()
+        self.task.prepare(self, meta)  # tokenizer, model_config, batches, eval_batches, tokens_per_step
+        self._build_model()
+        self._build_optimizer(meta)
+        self._choose_precision()
+        self._wrap_model()
+        self._install_callbacks()
+        self._replace_previous_run()
+        self._open_logs(meta)
+        self._write_run_files()
+        self._reset_loop_state()
+
+    def _open_run_folder(self) -> dict | None:
+        """The checkpoint meta to resume from (None for a new run), and the counters it holds."""
         meta = self._prepare_run_dir()
         self.start_step = meta["step"] if meta else 0
-        self.best_val_loss = meta["best_val_loss"] if meta else math.inf
-        self.best_val_loss = math.inf if self.best_val_loss is None else self.best_val_loss
+        best = meta["best_val_loss"] if meta else None
+        self.best_val_loss = math.inf if best is None else best
+        return meta
 
-        self.task.prepare(self, meta)  # tokenizer, model_config, batches, eval_batches, tokens_per_step
-        t = cfg.train
-
+    def _build_model(self) -> None:
+        t = self.config.train
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.model = self.task.build_model(self.model_config).to(self.device)
         self.objective = build_objective(t.objective, dict(t.objective_options), self.model).to(self.device)
+
+    def _build_optimizer(self, meta: dict | None) -> None:
+        """AdamW; resuming restores it with the weights and every RNG, else dropout is seeded."""
         self.optimizer = self._make_optimizer()
         if meta:
             self._restore(self._resume_payload)
         else:
-            torch.manual_seed(t.seed + 1000 * self.dist.rank)  # dropout differs across ranks
+            torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank)  # dropout differs across ranks
 
+    def _choose_precision(self) -> None:
+        t = self.config.train
         self.use_amp = self.device.type == "cuda" and (
             t.dtype == "bfloat16" or (t.dtype == "auto" and torch.cuda.is_bf16_supported()))
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+
+    def _wrap_model(self) -> None:
+        """torch.compile where asked, model + objective as one module, DDP under torchrun."""
+        t = self.config.train
         compiled = self.model
         if t.compile == "on" or (t.compile == "auto" and self.device.type == "cuda"):
             compiled = torch.compile(self.model)
         self.forward_model = compiled  # what training and evaluation call
-        self.train_module: nn.Module = TrainModule(compiled, self.objective)
+        self.train_module = TrainModule(compiled, self.objective)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_module = DistributedDataParallel(self.train_module, device_ids=ids)
+
+    def _install_callbacks(self) -> None:
+        """Callbacks the configuration asks for run before the caller's (their keys log first)."""
+        from ..diagnostics.query_grads import QueryGradNorms
+
+        if self.config.train.log_query_grad_norms and not any(isinstance(c, QueryGradNorms) for c in self.callbacks):
+            self.callbacks.insert(0, QueryGradNorms())
+
+    def _replace_previous_run(self) -> None:
+        """An overwritten run's checkpoints go only now that the new run is fully set up."""
         if self._replace_old_run and self.dist.is_main:
             shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
             (self.run_dir / "summary.json").unlink(missing_ok=True)
+
+    def _open_logs(self, meta: dict | None) -> None:
+        t = self.config.train
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main,
                                     resume_step=self.start_step if meta else None,
                                     tensorboard=t.tensorboard, wandb_project=t.wandb_project,
-                                    config=cfg.to_dict())
+                                    config=self.config.to_dict())
+
+    def _write_run_files(self) -> None:
         if self.dist.is_main:
-            atomic_write_text(self.run_dir / "config.json", cfg.to_json() + "\n")
+            atomic_write_text(self.run_dir / "config.json", self.config.to_json() + "\n")
             atomic_write_text(self.run_dir / "vocab.json", json.dumps(self.tokenizer.to_dict()) + "\n")
+
+    def _reset_loop_state(self) -> None:
+        self._last_saved_step = self.start_step
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._objective_keys = set()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
@@ -462,8 +516,6 @@ class Trainer:
                 f"no checkpoint written past step {self._last_saved_step}"
             )
         record: dict[str, Any] = {"step": step + 1, "split": "train", "loss": total, "lr": lr, **parts}
-        if t.log_query_grad_norms and (step + 1) % t.log_interval == 0:
-            record.update(query_grad_norms(self.model))
         for cb in self.callbacks:
             extra = cb.on_after_backward(self, step + 1)
             if extra:
@@ -505,9 +557,6 @@ class Trainer:
 
         self._setup()
         t = self.config.train
-        self._last_saved_step = self.start_step
-        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
-        self._objective_keys: set[str] = set()
         if self.announce and self.dist.is_main:
             print(self.plan(), flush=True)
         for cb in self.callbacks:
@@ -659,25 +708,13 @@ def weight_decay_groups(params: list[nn.Parameter], modules, weight_decay: float
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def query_grad_norms(model: GPT) -> dict[str, float]:
-    """Gradient norm of each layer's query projection (rows 0..C of the fused qkv weight).
+def __getattr__(name: str):
+    # query_grad_norms lived here before it became a diagnostic; old imports keep working
+    if name == "query_grad_norms":
+        from ..diagnostics.query_grads import query_grad_norms
 
-    A mechanism with query-side parameters of its own (daGPAM's W_Q-) lists them in
-    ``query_parameters()``; their joint gradient norm is logged as ``grad_norm_q_extra.{layer}``.
-    """
-    out = {}
-    if not hasattr(model, "blocks"):  # not a GPT: the encoder-decoder logs no query norms
-        return out
-    C = model.config.n_embd
-    for i, block in enumerate(model.blocks):
-        grad = block.attn.c_attn.weight.grad
-        if grad is not None:
-            out[f"grad_norm_q.{i}"] = float(grad[:C].norm())
-        extra = getattr(block.attn.mechanism, "query_parameters", None)
-        grads = [p.grad for p in extra() if p.grad is not None] if extra is not None else []
-        if grads:
-            out[f"grad_norm_q_extra.{i}"] = float(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
-    return out
+        return query_grad_norms
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def train(config: RunConfig, run_dir: str | Path, **kwargs) -> TrainResult:
