@@ -114,6 +114,11 @@ def test_collate_and_length_windows():
     b.generator.set_state(state)
     assert torch.equal(b.next()[1], nxt[1])  # resumable from the generator state
     assert all(x[0][0].shape[1] - (x[0][0] != PAD).sum(1).min() <= 4 for x in first)  # length-homogeneous
+    # equal lengths come in a seeded random order, not the corpus order (neighbouring entries)
+    same_length = [([4, 4], [i]) for i in range(200)]
+    order = [t[0] for _, t in LengthWindows(same_length, 4, seed=0).pairs]
+    assert sorted(order) == list(range(200)) and order != list(range(200))
+    assert order == [t[0] for _, t in LengthWindows(same_length, 4, seed=0).pairs]
 
 
 def test_label_smoothed_ce_against_a_direct_formula():
