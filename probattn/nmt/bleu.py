@@ -45,7 +45,8 @@ def metrics(pretokenized: bool = False) -> dict:
     return {
         "bleu": (BLEU(), same),
         "chrf": (CHRF(), same),
-        "bleu_tok_lc": (BLEU(tokenize="none", lowercase=True), same if pretokenized else _tokenize_13a),
+        "bleu_tok_lc": (BLEU(tokenize="none", lowercase=True, force=True),  # tokenized on purpose
+                        same if pretokenized else _tokenize_13a),
     }
 
 
