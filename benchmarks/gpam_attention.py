@@ -175,7 +175,8 @@ def main() -> None:
     print(f"targets: time <= {TIME_TARGET}x softmax, memory <= {MEMORY_TARGET}x softmax")
     for level in args.levels:
         print(f"\n== {level} level ==")
-        header = f"{'T':>6} {'mechanism':<11} {'time ms':>10} {'x softmax':>10} {'peak MiB':>10} {'x softmax':>10}  verdict"
+        header = (f"{'T':>6} {'mechanism':<11} {'time ms':>10} {'x softmax':>10} {'peak MiB':>10} "
+                  f"{'x softmax':>10}  verdict")
         print(header)
         for T in args.lengths:
             times = time_all(names, level, args, T, device, dtype)

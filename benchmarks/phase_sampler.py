@@ -8,7 +8,8 @@ kappa = 0.1, chains started at the copy state. Both samplers run the same number
 warmup iterations and kept draws; ESS is ArviZ's bulk ESS per parameter, pooled over chains,
 and the score is the minimum over the 1024 parameters divided by the wall time of the whole
 run (warmup + sampling; NumPyro's includes its JIT compilation, reported separately as well).
-Plain MALA (the built-in sampler with one leapfrog step) is timed too. Also timed: a full theory phase diagram (160 P values x 24 sigma_s values, both kinds).
+Plain MALA (the built-in sampler with one leapfrog step) is timed too. Also timed: a full theory
+phase diagram (160 P values x 24 sigma_s values, both kinds).
 """
 
 from __future__ import annotations

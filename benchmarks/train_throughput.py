@@ -72,7 +72,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 20 CPU quick, 5 CPU others, 100 GPU)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir", action="append", default=[str(Path(__file__).resolve().parents[2] / "shared" / "data")])
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    p.add_argument("--data-dir", action="append", default=[str(shared)])
     p.add_argument("--json", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -99,7 +100,8 @@ def main() -> None:
         if r["amp_bf16"]:
             notes.append("bf16")
         if r["preset"] == "shakespeare-char" and "CPU" not in r["device"]:
-            notes.append(f"nanoGPT H100 reference {NANOGPT_H100_MS} ms -> ratio {r['ms_per_step'] / NANOGPT_H100_MS:.2f}x")
+            ratio = r["ms_per_step"] / NANOGPT_H100_MS
+            notes.append(f"nanoGPT H100 reference {NANOGPT_H100_MS} ms -> ratio {ratio:.2f}x")
         print(f"{r['preset']:<18}{r['params'] / 1e6:>9.2f}M{r['ms_per_step']:>11.1f}{r['tokens_per_s']:>12,.0f}"
               f"{r['peak_memory_mb']:>10.0f}  {', '.join(notes)}")
     if args.json:

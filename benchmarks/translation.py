@@ -35,7 +35,6 @@ from probattn.model import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from probattn.model.seq2seq import sinusoidal_positions  # noqa: E402
 from probattn.nmt.decode import beam_search  # noqa: E402
 
-
 warnings.filterwarnings("ignore", message="enable_nested_tensor")  # Pre-LN: torch explains its own slow path
 
 

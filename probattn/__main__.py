@@ -1,3 +1,5 @@
+"""``python -m probattn``: the command line (see :mod:`probattn.cli`)."""
+
 import sys
 
 from .cli import main

@@ -14,6 +14,7 @@ Bad input ends with one ``probattn: error: ...`` line and a non-zero exit status
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,8 +25,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProbattnError
-from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
+from .errors import ConfigError, Interrupted, ProbattnError
+from .io import check_output_dir
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -137,15 +139,53 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 # -- train --------------------------------------------------------------------------------------
+#: flags left out of the default run-folder name: those a resume may change (the length of
+#: the run, logging, device) do not make it another run
+def _nameless() -> set[tuple[str, str]]:
+    from .train.trainer import RESUMABLE_CHANGES
+
+    return set(RESUMABLE_CHANGES) | {("train", "compile")}
+
+
+def default_run_dir(preset: str | None, overrides: dict[str, dict[str, Any]]) -> Path:
+    """``runs/<preset>`` plus the flags that change the run, in the order given.
+
+    ``train --preset quick --attention gpam`` goes to ``runs/quick-attention-gpam``, so two
+    different commands never meet in one folder (nor in ``make demo``'s ``runs/demo``).
+    """
+    parts = [preset or "quick"]
+    for section, values in overrides.items():
+        for name, value in values.items():
+            if (section, name) in _nameless():
+                continue
+            flag = FLAG_NAMES.get((section, name), name.replace("_", "-"))
+            if isinstance(value, dict):
+                parts += [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
+            elif name in ("corpus", "valid_data"):
+                parts.append(f"{flag}-{Path(str(value)).stem or value}")
+            else:
+                parts.append(f"{flag}-{str(value).lower() if isinstance(value, bool) else value}")
+    name = re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts)).strip(".") or "run"
+    if len(name) > 100:
+        import hashlib
+
+        name = name[:90] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return Path("runs") / name
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import RunConfig, Trainer, apply_overrides, preset_config
 
     overrides = collect_overrides(args)
-    out = Path(args.out) if args.out else Path("runs") / (args.preset or "quick")
+    if not args.out and args.resume:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
+    out = Path(args.out) if args.out else default_run_dir(args.preset, overrides)
+    if not args.print_config:
+        check_output_dir(out)
     if args.resume:
         saved = out / "config.json"
         if not saved.exists():
-            raise ConfigError(f"nothing to resume: {saved} does not exist")
+            raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
         try:
             base = RunConfig.from_dict(json.loads(saved.read_text()))
         except json.JSONDecodeError:
@@ -153,8 +193,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         base = preset_config(args.preset or "quick")
     config = apply_overrides(base, overrides)
+    if args.print_config:  # the resolved configuration, nothing trained or written
+        print(config.to_json())
+        return 0
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, announce=True)
     result = trainer.fit()
     if trainer.dist.is_main:
         if result.interrupted:
@@ -162,9 +205,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 130
         final = result.final
+        speed = (f"{result.tokens_per_s:,.0f} tokens/s after warm-up" if math.isfinite(result.tokens_per_s)
+                 else f"tokens/s not measured ({result.timed_steps} steps after warm-up)")
         print(f"done: {result.step} steps, best val loss {result.best_val_loss:.4f} "
-              f"(final {final.get('loss', math.nan):.4f}, acc {final.get('acc', math.nan):.3f}), "
-              f"{result.tokens_per_s:,.0f} tokens/s -> {out}")
+              f"(final {final['loss']:.4f}, acc {final['acc']:.3f}), {speed} -> {out}")
     return 0
 
 
@@ -196,9 +240,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .io import atomic_write_text, check_output_file
     from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
-    from .io import atomic_write_text
 
+    if args.json:
+        check_output_file(args.json, "--json")
     run = load_run(args.run, args.checkpoint, device=args.device)
     corpus = run_corpus(run, args.data, tuple(args.data_dir or ()))
     text = corpus.split(args.split)
@@ -224,13 +270,25 @@ def _context(args: argparse.Namespace, out: Path):
                              data_dirs=tuple(args.data_dir or ()), progress=not args.no_progress)
 
 
+@contextlib.contextmanager
+def _continuable(command: str):
+    """Ctrl-C outside a training step (between seeds, while reporting) also says how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; rerun the same {command} command to continue "
+                          "(finished runs are reused)") from None
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import experiment_module, run_experiment
 
     mod = experiment_module(args.name)
     args.scale = args.scale or mod.SCALES[0]
     out = Path(args.out) if args.out else Path("reports") / args.name / args.scale
-    result = run_experiment(args.name, _context(args, out))
+    check_output_dir(out)
+    with _continuable(f"probattn experiment {args.name}"):
+        result = run_experiment(args.name, _context(args, out))
     for k, v in result.headline.items():
         print(f"{k}: {v}")
     print(f"report: {result.report_dir / 'report.html'}")
@@ -238,11 +296,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import reproduce
+    from .experiments import EXPERIMENTS, experiment_module, reproduce
 
     args.scale = args.scale or "quick"
+    for name in args.only or sorted(EXPERIMENTS):  # bad names and scales: refused before any work
+        if args.scale not in experiment_module(name).SCALES:
+            raise ConfigError(f"experiment {name!r} has no scale {args.scale!r}; available: "
+                              f"{', '.join(experiment_module(name).SCALES)}")
     out = Path(args.out) if args.out else Path("reports") / f"reproduce-{args.scale}"
-    index, entries = reproduce(_context(args, out), args.only or None)
+    check_output_dir(out)
+    with _continuable("probattn reproduce"):
+        index, entries = reproduce(_context(args, out), args.only or None)
     for e in entries:
         print(f"{e['name']}: {e['status']}")
     print(f"index: {index}")
@@ -270,7 +334,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
 
 
 def _add_experiment_args(p: argparse.ArgumentParser) -> None:
@@ -278,7 +342,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="report folder")
     p.add_argument("--seeds", type=number(SEED), nargs="+", default=None,
                    help="distinct seeds (default: the experiment's own)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device_flag, default="auto",
+                   help="auto (CUDA when available, default), cpu, cuda, cuda:N or mps")
     p.add_argument("--data-dir", action="append", default=None,
                    help="folder searched for named corpora (repeatable; also $PROBATTN_DATA)")
     p.add_argument("--no-progress", action="store_true")
@@ -302,10 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a GPT (presets: quick, tiny, shakespeare-char)")
     p.add_argument("--preset", default=None, help="quick (default), tiny, shakespeare-char")
-    p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<preset> followed by the "
+                   "flags given, e.g. runs/quick-attention-gpam)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration (preset + flags) as JSON and exit")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -369,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("probattn: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused (full disk, permissions): not a bug of ours
+        from .io import os_error_reason
+
+        where = f" {e.filename}" if e.filename else ""
+        print(f"probattn: error: cannot use{where}: {os_error_reason(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,3 +28,13 @@ class TrainingDiverged(ProbattnError):
     """The loss became NaN or infinite; no checkpoint is written past this point."""
 
     exit_code = 3
+
+
+class OutputError(ProbattnError):
+    """A file or folder that cannot be written: a file in the way, no permission, a full disk."""
+
+
+class Interrupted(ProbattnError):
+    """Ctrl-C or SIGTERM stopped the work; what was finished is kept and a rerun continues."""
+
+    exit_code = 130

@@ -1,24 +1,118 @@
-"""Files a person or a later run reads: written atomically, JSON that is always valid."""
+"""Files a person or a later run reads: written atomically, JSON that is always valid.
+
+Every file probattn writes goes through :func:`atomic_write_bytes` (or :func:`append_text`), so
+three things hold everywhere: a failed write leaves the old file (or none) and no temporary
+file; a full disk, a read-only folder or a path through a regular file is one
+:class:`~probattn.errors.OutputError` that says so; and files get the permissions the user's
+umask gives (``mkstemp`` alone would make them owner-only).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .errors import OutputError
+
+#: temporary files are ".<target name>.<8 random characters>.tmp" next to their target
+TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+_REASONS = {
+    errno.ENOSPC: "no space left on the device (free some space and run again)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.EEXIST: "a file is in the way of a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_reason(e: OSError) -> str:
+    return _REASONS.get(e.errno, (e.strerror or type(e).__name__).lower())
+
+
+def output_error(e: OSError, path: str | Path, action: str = "write") -> OutputError:
+    where = e.filename if e.filename and e.errno not in (errno.ENOSPC, errno.EDQUOT) else path
+    return OutputError(f"cannot {action} {where}: {os_error_reason(e)}")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write(f, data: bytes) -> None:
+    """The one place bytes reach a file (tests replace it to simulate a full disk)."""
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, a folder that cannot be created or written; create nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputError(f"cannot create {flag} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {flag} {path}: {probe} is not writable")
+    return path
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder, not a file")
+    check_output_dir(path.parent, f"the folder of {flag}")
+    return path
+
+
+def make_dir(path: str | Path) -> Path:
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create folder {path}: a file is in the way") from None
+    except OSError as e:
+        raise output_error(e, path, "create folder") from None
+    return path
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_dir(path.parent)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise output_error(e, path) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write(f, data)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise output_error(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -26,6 +120,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append (metrics as they come); a failure is one OutputError."""
+    path = Path(path)
+    try:
+        with path.open("ab") as f:
+            _write(f, text.encode("utf-8"))
+    except OSError as e:
+        raise output_error(e, path) from None
+
+
+def remove_leftover_temporaries(folder: str | Path) -> list[Path]:
+    """Temporary files a killed writer left in ``folder`` (not recursive); call under the lock."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        if _TMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def json_safe(o: Any) -> Any:

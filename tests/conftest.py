@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -26,11 +28,20 @@ def tiny_config(**sections) -> RunConfig:
     return apply_overrides(base, sections)
 
 
+def needs(module: str, extra: str):
+    """Skip a test (with the reason) where an optional extra's package is not installed."""
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"needs {module}, from the optional '{extra}' extra")
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    if not (SHARED_DATA / "tinyshakespeare" / "input.txt").exists():
-        pytest.fail(f"the public test data folder is missing: {SHARED_DATA}")
-    return SHARED_DATA
+    """The real public data beside the checkout (../shared/data, or $PROBATTN_TEST_DATA); tests that
+    need it skip elsewhere, every other data test builds its own folders."""
+    folder = Path(os.environ.get("PROBATTN_TEST_DATA") or SHARED_DATA)
+    if not (folder / "tinyshakespeare" / "input.txt").exists():
+        pytest.skip(f"real-data test: no tinyshakespeare/input.txt in {folder} (set PROBATTN_TEST_DATA)")
+    return folder
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import inspect
 
 import torch
-
 import transformers
 
 VOCAB = 40
@@ -53,3 +52,29 @@ CACHE_KW = ("cache" if "cache" in inspect.signature(transformers.LlamaModel.forw
 
 def ids(batch=2, length=12, seed=0):
     return torch.randint(3, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+CHARS = "abcdefghijklmnopqrstuvwxyz .,;'-!<>\n"  # 3 special tokens + 36 characters + unk = VOCAB
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer saved like any other (no downloads)."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, **{c: i + 3 for i, c in enumerate(CHARS)}, "<unk>": 3 + len(CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                                eos_token="<eos>", unk_token="<unk>")
+
+
+def saved_model(folder, build=None, attention=None, options=None):
+    """A tiny model and its tokenizer saved in ``folder`` (optionally with a probattn mechanism)."""
+    from probattn.integrations.hf import use_probattn_attention
+
+    model = (build or tiny_gpt2)()
+    if attention:
+        use_probattn_attention(model, attention, options or {})
+    model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    return model

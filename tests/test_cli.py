@@ -84,6 +84,9 @@ BAD_TRAIN = [
     (["--device", "tpu"], "device must be one of"),
     (["--attention-option", "lam=1"], "has no option"),
     (["--tokenizer", "word"], "tokenizer must be"),
+    (["--norm-position", "middle"], "norm_position must be one of pre, post"),
+    (["--attention", "gpam", "--attention-option", "w_q_neg=all"], "w_q_neg must be one of head, shared"),
+    (["--attention", "gpam", "--attention-option", "w_q_neg_decay=maybe"], "w_q_neg_decay"),
 ]
 
 

@@ -64,6 +64,24 @@ CASES = [
     (["experiment", "baseline", "--seeds", "-1"], "--seeds"),
     (["experiment", "baseline", "--seeds", "0", "nan"], "--seeds"),
     (["reproduce", "--seeds", "-2"], "--seeds"),
+    # translation
+    (["train-nmt", "--lr", "nan"], "--lr"),
+    (["train-nmt", "--seed", "-1"], "--seed"),
+    (["translate", *RUN, "--text", "Hallo", "--beam", "0"], "--beam"),
+    (["translate", *RUN, "--text", "Hallo", "--length-penalty", "inf"], "--length-penalty"),
+    (["eval-nmt", *RUN, "--batch-size", "0"], "--batch-size"),
+    (["eval-nmt", *RUN, "--device", "tpu"], "--device"),
+    (["eval-robust", *RUN, "--block-size", "0"], "--block-size"),
+    # devices: a name torch does not know, or one this machine does not have
+    (["sample", *RUN, "--device", "tpu"], "--device"),
+    (["eval", *RUN, "--device", "cuda:99"], "--device"),
+    (["eval-robust", *RUN, "--device", "xla"], "--device"),
+    (["support-tokens", *RUN, "--text", "abc", "--device", "cuda:99"], "--device"),
+    (["diagnose", "--attention", "gpam", "--device", "cuda:99"], "--device"),
+    (["experiment", "baseline", "--device", "tpu"], "--device"),
+    # names checked before any work
+    (["reproduce", "--only", "nope"], "unknown experiment 'nope'"),
+    (["reproduce", "--only", "phase", "--scale", "huge"], "has no scale 'huge'"),
 ]
 
 
@@ -75,5 +93,6 @@ def test_meaningless_numbers_are_refused_naming_the_flag(tmp_path, monkeypatch, 
     code, out, err = run_cli(args, capsys)
     assert code == 2
     line = one_error_line(err)
-    assert flag in line and ("finite" in line or "must be" in line), line
+    assert flag in line and ("finite" in line or "must be" in line or "asked for" in line
+                             or flag.startswith(("unknown", "has no"))), line
     assert snapshot(tmp_path) == before

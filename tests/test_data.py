@@ -3,6 +3,7 @@
 import hashlib
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from probattn.data import (
     sequential_windows,
     tokenizer_from_dict,
 )
+from probattn.data.corpora import NAMED_CORPORA
 from probattn.errors import DataError
 
 
@@ -101,21 +103,44 @@ def test_missing_and_unknown_corpora(tmp_path):
         load_corpus(str(empty_dir))
 
 
-def test_named_corpora_from_a_data_dir_and_env(shared_data, monkeypatch, tmp_path):
+def _data_dir(root: Path) -> Path:
+    """A data folder laid out like the shared one: Tiny Shakespeare whole, WikiText-2 without train."""
+    (root / "tinyshakespeare").mkdir(parents=True)
+    speech = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
+    (root / "tinyshakespeare" / "input.txt").write_text(speech * 40)
+    (root / "wikitext-2").mkdir()
+    (root / "wikitext-2" / "valid.txt").write_text(" = Valkyria = \n the game began development in 2010 .\n" * 20)
+    (root / "wikitext-2" / "test.txt").write_text(" = Robert Boulter = \n an English actor .\n" * 20)
+    return root
+
+
+def test_named_corpora_from_a_data_dir_and_env(monkeypatch, tmp_path):
+    data = _data_dir(tmp_path / "data")
     monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
-    c = load_corpus("tinyshakespeare", data_dirs=[str(shared_data)], download=False)
-    assert c.train.startswith("First Citizen:") and len(c.train) + len(c.valid) == 1_115_394
-    monkeypatch.setenv("PROBATTN_DATA", str(shared_data))
+    monkeypatch.delenv("PROBATTN_DATA", raising=False)
+    c = load_corpus("tinyshakespeare", data_dirs=[str(data)], download=False)
+    text = (data / "tinyshakespeare" / "input.txt").read_text()
+    assert c.train + c.valid == text and len(c.train) == int(0.9 * len(text))
+    monkeypatch.setenv("PROBATTN_DATA", str(data))
     assert load_corpus("tinyshakespeare", download=False).valid == c.valid
-    # the shared WikiText-2 has valid and test only: a clear pointer to --valid-data
+    # WikiText-2 with valid and test only: a clear pointer to --valid-data
     with pytest.raises(DataError, match="no train split.*--valid-data"):
         load_corpus("wikitext-2", download=False)
-    w = load_corpus("wikitext-2", valid=str(shared_data / "wikitext-2" / "test.txt"), download=False)
-    assert w.train == (shared_data / "wikitext-2" / "valid.txt").read_text()
-    assert w.valid == (shared_data / "wikitext-2" / "test.txt").read_text()
+    w = load_corpus("wikitext-2", valid=str(data / "wikitext-2" / "test.txt"), download=False)
+    assert w.train == (data / "wikitext-2" / "valid.txt").read_text()
+    assert w.valid == (data / "wikitext-2" / "test.txt").read_text()
     monkeypatch.delenv("PROBATTN_DATA")
     with pytest.raises(DataError, match="not found in the data path.*downloads are off"):
         load_corpus("wikitext-2-raw", download=False)
+
+
+def test_the_real_tiny_shakespeare_where_it_is(shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
+    c = load_corpus("tinyshakespeare", data_dirs=[str(shared_data)], download=False)
+    assert c.train.startswith("First Citizen:") and len(c.train) + len(c.valid) == 1_115_394
+    assert len(set(c.train + c.valid)) == 65  # nanoGPT's shakespeare_char vocabulary
+    digest = hashlib.sha256((shared_data / "tinyshakespeare" / "input.txt").read_bytes()).hexdigest()
+    assert digest == NAMED_CORPORA["tinyshakespeare"].sha256
 
 
 class _FakeResponse(io.BytesIO):

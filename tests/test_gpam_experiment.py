@@ -8,7 +8,7 @@ import json
 import pytest
 
 from probattn.cli import main
-from probattn.experiments import describe_experiments
+from probattn.experiments import describe_experiments, gpam_deep
 from probattn.experiments import gpam as gpam_experiment
 from probattn.runs import load_run, run_corpus
 from probattn.train import apply_overrides, preset_config
@@ -58,6 +58,8 @@ def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
     assert set(results["val_loss_full_split"]) == set(gpam_experiment.VARIANTS)
     assert all(v["n"] == 2 for v in results["val_loss_full_split"].values())
     assert results["params"]["softmax_matched"] == pytest.approx(results["params"]["gpam_trainable"], rel=2e-3)
+    assert set(results["deep_lm"]["test_word_ppl"]) == set(gpam_deep.VARIANTS)  # the trained deep models
+    assert "Trained deep language models" in (out / "report.md").read_text()
     assert len(results["deep"]["profiles"]["softmax (init)"]["rank_collapse"]) == 5  # 4 layers + input
     assert len(results["faithfulness"]["lam_pos"]) == 3
     assert all(0 < lam < 2 for lams in results["learned_lambdas"].values() for lam in lams)
@@ -69,8 +71,10 @@ def test_smoke_run_writes_report_with_all_variants(tmp_path, capsys):
     report = (out / "report.md").read_text()
     # the report renders the same numbers results.json holds
     softmax_loss = results["val_loss_full_split"]["softmax"]
-    assert f"| softmax | {results['params']['softmax']:,} | {softmax_loss['mean']:.4f} ± {softmax_loss['std']:.4f}" in report
+    row = f"| softmax | {results['params']['softmax']:,} | {softmax_loss['mean']:.4f} ± {softmax_loss['std']:.4f}"
+    assert row in report
     assert "Does daGPAM help here?" in report and "108.26" in report
+    assert results["tokens_per_s"] is None and "n/a: fewer than 100 steps timed" in report
     for name in ("loss_curves", "attention_maps", "deep_rank_collapse", "grad_norms", "faithfulness",
                  "random_stacks"):
         assert (out / "figures" / f"{name}.png").exists()

@@ -35,7 +35,8 @@ def loop_softmax(scores_row):
 
 
 def loop_dot(a, b):
-    return sum(float(x) * float(y) for x, y in zip(a.tolist() if hasattr(a, "tolist") else a, b.tolist() if hasattr(b, "tolist") else b))
+    as_list = lambda t: t.tolist() if hasattr(t, "tolist") else t  # noqa: E731
+    return sum(float(x) * float(y) for x, y in zip(as_list(a), as_list(b)))
 
 
 # -- gpam ----------------------------------------------------------------------------------------

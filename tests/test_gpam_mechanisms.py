@@ -143,7 +143,7 @@ def test_in_gpt_pattern_hook_and_training_step(case):
     torch.manual_seed(0)
     model = GPT(cfg)
     idx = torch.randint(0, 11, (2, 16))
-    _, cache = model.run_with_cache(idx, names=["blocks.1.attn.hook_pattern"])
+    _, cache = model.run_with_cache(idx, names_filter=["blocks.1.attn.hook_pattern"])
     pattern = cache["blocks.1.attn.hook_pattern"]
     assert pattern.shape == (2, model.blocks[1].attn.mechanism.out_heads, 16, 16)
     # hooking the pattern (reference path) does not change the logits (fast path)

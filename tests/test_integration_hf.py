@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from probattn.attention import AttentionMechanism
 from probattn.errors import ConfigError
 
 transformers = pytest.importorskip("transformers", reason="the Hugging Face integration is the 'hf' extra")
@@ -61,7 +62,8 @@ def test_every_cache_gives_the_logits_of_a_full_recompute(arch, attention):
     model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention])
     full = model(IDS, use_cache=False).logits
     for name, make, tol in _caches(model, arch, attention):
-        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(_decode(model, IDS, make()), full, rtol=tol, atol=tol,
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_quantized_cache_matches_the_models_own_attention_with_the_same_cache():
@@ -129,6 +131,15 @@ def test_output_attentions_returns_the_mechanisms_weights(arch, attention):
         torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 4, 4))
         assert (out.attentions[0] < 0).any()
     torch.testing.assert_close(out.logits, model(short).logits)
+    from probattn.integrations.hf.margins import capture_attention
+
+    with capture_attention(model) as modules:  # the weights, recomputed from the layers' own q and k
+        model(short)
+        for module, weights in zip(modules, out.attentions):
+            q, k = module._probattn_record["q"], module._probattn_record["k"]
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            _, expected = getattr(module, MECHANISM_ATTR).reference(q, k, k)
+            torch.testing.assert_close(weights, expected)
 
 
 def attention_layers(model):
@@ -171,7 +182,7 @@ def test_save_pretrained_then_load_pretrained_restores_mechanism_options_and_par
     before = model(IDS[:, :4]).logits
     model.save_pretrained(tmp_path / "m")
     saved = (tmp_path / "m" / "config.json").read_text()
-    assert '"probattn"' in saved and '"attention": "%s"' % attention in saved
+    assert '"probattn"' in saved and f'"attention": "{attention}"' in saved
     again = load_pretrained(tmp_path / "m")
     torch.testing.assert_close(again(IDS[:, :4]).logits, before, rtol=0, atol=0)
     layer = attention_layers(again)[1]
@@ -206,3 +217,95 @@ def test_unsupported_models_and_missing_extra_give_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ConfigError, match="needs the 'hf' extra"):
         use_probattn_attention(tiny_llama(), "softmax")
+
+
+def _left_pad(rows, pad=0):
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return tokens, mask
+
+
+ROWS = [IDS[0, :7].tolist(), IDS[1, :4].tolist(), IDS[0, 2:8].tolist()]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "mistral"])
+@pytest.mark.parametrize("attention", sorted(MECHANISMS))
+def test_left_padded_batched_generation_equals_each_row_alone(arch, attention):
+    model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention])
+    tokens, mask = _left_pad(ROWS)
+    batched = model.generate(tokens, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    for i, row in enumerate(ROWS):
+        alone = model.generate(torch.tensor([row]), max_new_tokens=5, do_sample=False, pad_token_id=0)[0, len(row):]
+        new = batched[i, tokens.shape[1]:]  # a row that met EOS alone continues with padding in the batch
+        assert new[:len(alone)].tolist() == alone.tolist(), (i, attention)
+        assert (new[len(alone):] == 0).all()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "mistral"])
+@pytest.mark.parametrize("attention", sorted(MECHANISMS))
+def test_padded_training_batch_equals_unpadded_rows(arch, attention):
+    """Right-padded rows with labels -100 on the padding: logits, loss and gradients of each row."""
+    model = use_probattn_attention(BUILDERS[arch](), attention, MECHANISMS[attention]).train()
+    for m in model.modules():  # dropout off, the mechanisms in training mode (their fast paths)
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(m, AttentionMechanism):
+            m.dropout = 0.0
+    width = max(len(r) for r in ROWS)
+    tokens = torch.zeros(len(ROWS), width, dtype=torch.long)
+    mask = torch.zeros_like(tokens)
+    for i, r in enumerate(ROWS):
+        tokens[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    labels = tokens.masked_fill(mask == 0, -100)
+    out = model(tokens, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    padded_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    total, count = 0.0, 0
+    for i, r in enumerate(ROWS):
+        row = torch.tensor([r])
+        alone = model(row, labels=row)
+        torch.testing.assert_close(out.logits[i, :len(r)], alone.logits[0], rtol=1e-5, atol=1e-5)
+        n = len(r) - 1  # shifted targets per row
+        (alone.loss * n).backward()
+        total, count = total + alone.loss.item() * n, count + n
+    torch.testing.assert_close(out.loss.item(), total / count, rtol=1e-5, atol=1e-6)
+    for name, grad in padded_grads.items():  # the batch mean over all targets
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad / count, rtol=1e-4, atol=1e-6)
+
+
+def test_models_the_mechanisms_cannot_compute_are_refused_with_the_reason():
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=40, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4))
+    with pytest.raises(ConfigError, match="encoder-decoder"):
+        use_probattn_attention(t5, "softmax")
+    gemma2 = transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+        vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8))
+    with pytest.raises(ConfigError, match="attn_logit_softcapping"):
+        use_probattn_attention(gemma2, "softmax")
+
+
+def test_a_skipped_mask_for_a_static_cache_prefill_is_refused_not_guessed():
+    """SDPA's own mask function returns None for a static cache's prefill (trusting is_causal's
+    top-left alignment); probattn registers a mask that is never skipped, and refuses a None."""
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from probattn.integrations.hf.attention import IMPLEMENTATION, materialised_mask
+
+    model = use_probattn_attention(tiny_llama(), "gpam", MECHANISMS["gpam"])
+    AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
+    try:
+        with pytest.raises(ConfigError, match="5 queries over 16 keys"):
+            model(IDS[:, :5], **{CACHE_KW: transformers.StaticCache(config=model.config, max_cache_len=16)},
+                  use_cache=True)
+    finally:
+        AttentionMaskInterface.register(IMPLEMENTATION, materialised_mask)
+    cache = transformers.StaticCache(config=model.config, max_cache_len=16)
+    torch.testing.assert_close(model(IDS[:, :5], **{CACHE_KW: cache}, use_cache=True).logits,
+                               model(IDS[:, :5], use_cache=False).logits, rtol=1e-5, atol=1e-5)

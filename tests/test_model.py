@@ -76,7 +76,7 @@ def test_pattern_is_only_materialised_when_hooked():
     mech.reference = lambda *a, **kw: calls.append(1) or original(*a, **kw)
     model(torch.randint(11, (1, 4)))
     assert calls == []
-    model.run_with_cache(torch.randint(11, (1, 4)), names=["blocks.0.attn.hook_pattern"])
+    model.run_with_cache(torch.randint(11, (1, 4)), names_filter=["blocks.0.attn.hook_pattern"])
     assert calls == [1]
 
 
@@ -134,3 +134,66 @@ def test_invalid_configs_are_rejected(kw, message):
 def test_mlp_hidden_sets_the_mlp_width():
     model = small(mlp_hidden=20)
     assert model.blocks[0].mlp.c_fc.weight.shape == (20, 8)
+
+
+def _manual_blocks(model, idx, post: bool):
+    """The whole forward pass by hand (float64): Pre-LN x + f(LN x) with a final LN, or Post-LN
+    LN(x + f(x)) with none."""
+    B, T = idx.shape
+    C, H = model.config.n_embd, model.config.n_head
+    ln = lambda x, m: F.layer_norm(x, (C,), m.weight, m.bias, 1e-5)  # noqa: E731
+    causal = torch.ones(T, T).triu(1).bool()
+
+    def attn(h, blk):
+        qkv = h @ blk.attn.c_attn.weight.T + blk.attn.c_attn.bias
+        q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2) for t in qkv.split(C, -1))
+        att = ((q @ k.transpose(-1, -2)) / (C // H) ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
+        return (att @ v).transpose(1, 2).reshape(B, T, C) @ blk.attn.c_proj.weight.T + blk.attn.c_proj.bias
+
+    def mlp(h, blk):
+        return F.gelu(h @ blk.mlp.c_fc.weight.T + blk.mlp.c_fc.bias) @ blk.mlp.c_proj.weight.T + blk.mlp.c_proj.bias
+
+    x = model.wte.weight[idx] + model.wpe.weight[:T]
+    for blk in model.blocks:
+        if post:
+            x = ln(x + attn(x, blk), blk.ln_1)
+            x = ln(x + mlp(x, blk), blk.ln_2)
+        else:
+            x = x + attn(ln(x, blk.ln_1), blk)
+            x = x + mlp(ln(x, blk.ln_2), blk)
+    if not post:
+        x = ln(x, model.ln_f)
+    return x @ model.wte.weight.T
+
+
+@pytest.mark.parametrize("position", ["pre", "post"])
+def test_norm_positions_equal_hand_written_blocks(position):
+    model = small(bias=True, norm_position=position, n_layer=3).double()
+    for p in model.parameters():  # move gains and biases off 1 and 0 so every term shows
+        p.data.add_(0.1 * torch.randn_like(p))
+    idx = torch.randint(11, (2, 9))
+    expected = _manual_blocks(model, idx, post=position == "post")
+    torch.testing.assert_close(model(idx)[0], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_post_ln_differs_from_pre_ln_and_drops_the_final_norm():
+    pre, post = small(), small(norm_position="post")
+    assert isinstance(post.ln_f, torch.nn.Identity)
+    assert pre.num_params() - post.num_params() == pre.config.n_embd  # the final LN's gain
+    idx = torch.randint(11, (2, 9))
+    assert not torch.allclose(pre(idx)[0], post(idx)[0])
+    with pytest.raises(ConfigError, match="norm_position"):
+        GPTConfig(norm_position="middle")
+
+
+def test_pre_ln_is_bit_identical_to_the_original_block_code():
+    """The default arrangement runs exactly the operations it ran before norm_position existed."""
+    model = small(bias=True)
+    idx = torch.randint(11, (2, 9))
+    x = model.embed(idx)
+    for blk in model.blocks:  # the former Block.forward, verbatim
+        x = x + blk.attn(blk.ln_1(x))
+        x = x + blk.mlp(blk.ln_2(x))
+    expected = model.lm_head(model.ln_f(x))
+    assert torch.equal(model(idx)[0], expected)
+    assert GPT(GPTConfig()).state_dict().keys() == GPT(GPTConfig(norm_position="pre")).state_dict().keys()

@@ -15,6 +15,8 @@ from probattn.nmt.ding import clean, parse, parse_line
 from probattn.nmt.subword import BOS, EOS, PAD, SubwordTokenizer
 from probattn.nmt.task import LabelSmoothedCE, LengthWindows, collate
 
+from .conftest import needs
+
 # Ding-format lines written for the test (the format, not the dictionary's text)
 LINES = """# comment :: line
 Haus {n} | Häuser {pl} | Das Haus ist groß. :: house | houses | The house is big.
@@ -87,6 +89,7 @@ def test_missing_ding_names_the_install_command(tmp_path, monkeypatch):
         load_parallel("ding", data_dirs=(str(tmp_path),))
 
 
+@needs("tokenizers", "nmt")
 @pytest.mark.parametrize("kind", ["bpe", "char"])
 def test_tokenizer_round_trip_and_persistence(kind):
     texts = ["Das Haus ist groß.", "The house is big.", "Der Hund schläft.", "The dog sleeps."] * 5

@@ -15,6 +15,8 @@ from probattn.phase.posterior import CopyPosterior, copy_state
 from probattn.phase.samplers import hmc
 from probattn.phase.task import make_copy_task
 
+from .conftest import needs
+
 L = 32  # quick-scale posterior: sigma_s = 0.25, kappa = 0.2 (theory P* = 28.7, first order)
 
 
@@ -27,6 +29,7 @@ def _run(P, start):
     return r.draws[..., 0].double().numpy()
 
 
+@needs("arviz", "bayes")
 @pytest.mark.parametrize("P,phase", [(4, "disordered"), (48, "ordered")])
 def test_both_starts_reach_the_same_phase_away_from_P_star(P, phase):
     m_zero, m_copy = _run(P, "zero"), _run(P, "copy")

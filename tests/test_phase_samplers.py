@@ -10,6 +10,8 @@ from probattn.errors import ConfigError
 from probattn.phase.diagnostics import ess_rhat, summary
 from probattn.phase.samplers import DualAveraging, hmc, mala
 
+from .conftest import needs
+
 
 def _gaussian(scales, corr=None):
     cov = torch.diag(scales**2)
@@ -31,6 +33,7 @@ def _check_moments(draws, cov, z_max=5.0, var_tol=0.12):
     return emp
 
 
+@needs("arviz", "bayes")
 def test_hmc_gaussian_moments_and_mass_adaptation():
     scales = torch.logspace(-1, 1, 12, dtype=torch.float64)  # a 100x range of scales
     cov, pot = _gaussian(scales, corr=0.8)
@@ -44,6 +47,7 @@ def test_hmc_gaussian_moments_and_mass_adaptation():
     assert d["max_rhat"] < 1.02 and d["min_ess_bulk"] > 1000
 
 
+@needs("arviz", "bayes")
 def test_mala_gaussian_moments():
     scales = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     cov, pot = _gaussian(scales)
@@ -79,6 +83,7 @@ def test_bad_sampler_settings(kw):
         hmc(pot, torch.zeros(2, 2, dtype=torch.float64), **kw)
 
 
+@needs("arviz", "bayes")
 def test_ess_rhat_flags_stuck_chains():
     g = np.random.default_rng(0)
     good = g.normal(size=(4, 200))

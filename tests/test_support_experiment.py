@@ -33,6 +33,8 @@ def test_smoke_run_writes_report(tmp_path, capsys):
         assert abs(ev["process"]["max_abs_gap"]) < 1e-4
     page = (out / "report.html").read_text()
     assert "Support tokens of held-out text" in page and "<script" not in page
+    report = (out / "report.md").read_text()  # seconds of training are no evidence either way
+    assert "not assessed at smoke scale" in report and "MET" not in report and "(met)" not in printed
 
 
 def test_paper_scale_trains_on_wikitext_valid_and_evaluates_on_test(tmp_path):

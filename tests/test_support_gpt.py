@@ -41,7 +41,7 @@ def test_hook_route_equals_standalone_closed_form(gpt, idx):
 
 def test_layer_input_is_what_the_attention_sees(gpt, idx):
     """q and k captured at the hook points are the map's queries and keys of u = ln_1(resid_pre)."""
-    _, cache = gpt.run_with_cache(idx, names=lambda n: n.endswith(("hook_q", "hook_k")))
+    _, cache = gpt.run_with_cache(idx, names_filter=lambda n: n.endswith(("hook_q", "hook_k")))
     for l, u in enumerate(layer_inputs(gpt, idx)):
         amap = layer_map(gpt, l)
         torch.testing.assert_close(amap.queries(u), cache[f"blocks.{l}.attn.hook_q"].transpose(1, 2))
@@ -83,7 +83,7 @@ def test_forward_returns_the_hooked_queries_and_keys(gpt, idx):
     """``return_qk`` (what a compiled model hands the barrier) equals the hook-point cache."""
     logits, _, qk = gpt(idx, return_qk=True)
     names = [f"blocks.{l}.attn.hook_{x}" for l in range(2) for x in "qk"]
-    (cached_logits, _), cache = gpt.run_with_cache(idx, names=names)
+    (cached_logits, _), cache = gpt.run_with_cache(idx, names_filter=names)
     assert torch.equal(logits, cached_logits) and len(qk) == 2
     for l, (q, k) in enumerate(qk):
         assert torch.equal(q, cache[f"blocks.{l}.attn.hook_q"].transpose(1, 2))

@@ -6,6 +6,14 @@
 >>> y, _ = attn(q, k_enc, v_enc, causal=False, attn_mask=key_pad[:, None, None, :])  # cross, padded
 """
 
+# Importing a mechanism's module registers it.
+from . import (  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
+    cog,
+    diff,
+    gpam,
+    linear,  # noqa: F401,E402
+    softmax,  # noqa: F401,E402
+)
 from .base import (
     AttentionContext,
     AttentionMask,
@@ -22,11 +30,6 @@ from .registry import (
     register_attention,
     validate_attention,
 )
-
-# Importing a mechanism's module registers it.
-from . import softmax  # noqa: F401,E402
-from . import gpam, diff, cog  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
-from . import linear  # noqa: F401,E402
 
 __all__ = [
     "AttentionContext",

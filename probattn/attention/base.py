@@ -25,8 +25,9 @@ mask through :func:`resolve_mask`, so they agree on every case.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,9 @@ class AttentionMechanism(nn.Module):
     name: str = ""
     #: option names this mechanism accepts (unknown options are a configuration error)
     option_names: tuple[str, ...] = ()
+    #: True when the output is exactly ``weights @ v`` (after dropout), so an edited pattern can be
+    #: applied by the model's ``hook_pattern``; mechanisms that transform after mixing leave it False
+    pattern_mixes_values: bool = False
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
         super().__init__()

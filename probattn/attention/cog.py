@@ -101,6 +101,7 @@ class CogAttention(AttentionMechanism):
     """
 
     option_names = ("softmax_first_last", "chunk")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> None:

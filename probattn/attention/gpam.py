@@ -3,7 +3,7 @@
 Heo & Choi, "Generalized Probabilistic Attention Mechanism in Transformers" (arXiv 2410.15578).
 Per head, with keys and values shared by both maps::
 
-    q- = ReLU(q+) W_Q-                       (W_Q- is head_dim x head_dim, one per head)
+    q- = ReLU(q+) W_Q-                       (W_Q- is head_dim x head_dim, one per head or shared)
     P+ = softmax(q+ k^T / sqrt(d) + mask),   P- = softmax(q- k^T / sqrt(d) + mask)
     P  = (1 + lam+) P+ - lam- P-             (tied: lam+ = lam-, so every row sums to exactly 1)
     y  = P v = (1 + lam+) SDPA(q+, k, v) - lam- SDPA(q-, k, v)
@@ -38,6 +38,8 @@ DEFAULT_LAM_MAX = 2.0
 GRANULARITIES = ("layer", "head")
 INITS = ("neg_identity", "random")
 KERNELS = ("auto", "gqa", "separate")
+#: W_Q- per head (H d^2 parameters per layer = C d) or one matrix shared by the heads (d^2)
+W_Q_NEG = ("head", "shared")
 
 _GQA_SUPPORTED: bool | None = None
 
@@ -90,12 +92,18 @@ class DualAttention(AttentionMechanism):
     * ``lam_max`` (2.0): the bound of a trainable lambda; lam (and lam_neg) must lie in (0, lam_max).
     * ``granularity`` ("layer"): one lambda per layer, or one per head ("head").
     * ``init`` ("neg_identity"): W_Q- = -I per head (q- = -ReLU(q+)), or "random" N(0, 1/d).
+    * ``w_q_neg`` ("head"): one W_Q- per head (H d^2 parameters per layer), or "shared" by the
+      layer's heads (d^2).
+    * ``w_q_neg_decay`` (true): AdamW weight decay on W_Q- (a matrix, so decayed by default);
+      false lists it in :meth:`no_weight_decay_parameters`, which the trainer's groups honour.
     * ``kernel`` ("auto"): fast-path layout; "separate" (two SDPA calls) or "gqa" (one call with
       2H interleaved query heads over H key/value heads); "auto" is "separate", measured as fast
       and lighter on memory.
     """
 
-    option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel")
+    option_names = ("lam", "lam_neg", "tied", "trainable", "lam_max", "granularity", "init", "kernel",
+                    "w_q_neg", "w_q_neg_decay")
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head: int | None = None) -> dict:
@@ -124,6 +132,8 @@ class DualAttention(AttentionMechanism):
             "granularity": _choice(options, "granularity", "layer", GRANULARITIES),
             "init": _choice(options, "init", "neg_identity", INITS),
             "kernel": kernel,
+            "w_q_neg": _choice(options, "w_q_neg", "head", W_Q_NEG),
+            "w_q_neg_decay": _flag(options, "w_q_neg_decay", True),
         }
 
     def __init__(self, ctx: AttentionContext, impl: str = "fast"):
@@ -137,11 +147,14 @@ class DualAttention(AttentionMechanism):
         self.use_gqa = kernel == "gqa"
         H, D = ctx.n_head, ctx.head_dim
 
+        self.w_q_neg_decay = opts["w_q_neg_decay"]
+        shape_w = (H, D, D) if opts["w_q_neg"] == "head" else (D, D)
         if opts["init"] == "neg_identity":
-            w = -torch.eye(D).expand(H, D, D).clone()  # q- = -ReLU(q+): P- is alive where P+ saturates
+            w = -torch.eye(D).expand(shape_w).clone()  # q- = -ReLU(q+): P- is alive where P+ saturates
         else:
-            w = torch.randn(H, D, D) / math.sqrt(D)  # keeps q- at the scale of q+
-        self.w_q_neg = nn.Parameter(w)  # applied as ReLU(q) @ w_q_neg[h] (row vectors)
+            w = torch.randn(shape_w) / math.sqrt(D)  # keeps q- at the scale of q+
+        # applied as ReLU(q) @ w_q_neg[h] (row vectors); a shared (D, D) matrix broadcasts over heads
+        self.w_q_neg = nn.Parameter(w)
 
         shape = (H,) if self.granularity == "head" else ()
         values = {"pos": opts["lam"]} if self.tied else {"pos": opts["lam"], "neg": opts["lam_neg"]}
@@ -171,9 +184,13 @@ class DualAttention(AttentionMechanism):
         """Parameters that act on queries (the trainer logs their gradient norm with W_Q's)."""
         return [self.w_q_neg]
 
+    def no_weight_decay_parameters(self) -> list[nn.Parameter]:
+        """Matrices the optimiser must not decay (W_Q- with ``w_q_neg_decay=false``)."""
+        return [] if self.w_q_neg_decay else [self.w_q_neg]
+
     # -- paths -----------------------------------------------------------------------------------
     def negative_queries(self, q: Tensor) -> Tensor:
-        """``q- = ReLU(q+) W_Q-`` per head: (B, H, T, D) @ (H, D, D)."""
+        """``q- = ReLU(q+) W_Q-`` per head: (B, H, T, D) @ (H, D, D) or @ (D, D) when shared."""
         return torch.relu(q) @ self.w_q_neg.to(q.dtype)
 
     def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,

@@ -26,6 +26,7 @@ from .registry import register_attention
 @register_attention("linear")
 class LinearAttention(AttentionMechanism):
     option_names = ("chunk_size",)
+    pattern_mixes_values = True
 
     @staticmethod
     def check_config(options: dict, n_head=None) -> None:

@@ -17,6 +17,8 @@ class SoftmaxAttention(AttentionMechanism):
     Reference path: explicit scores, mask, softmax and matmul.
     """
 
+    pattern_mixes_values = True
+
     def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
              attn_mask: Tensor | None = None) -> Tensor:
         mask = resolve_mask(q, k, causal, attn_mask)

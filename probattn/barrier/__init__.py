@@ -8,10 +8,10 @@ its hook points), ``prior`` and ``objective`` (MAP training), ``support`` (suppo
 """
 
 from .attention_map import CausalAttentionMap, apply_map, attention_weights, jacobian_blocks
-from .logdet import logdet_jacobian, small_jacobian
-from .smooth import DEFAULT_DELTA, smooth_logdet
 from .gpt import gpt_margins
+from .logdet import logdet_jacobian, small_jacobian
 from .process import marginalisation_gap, sequence_logprob
+from .smooth import DEFAULT_DELTA, smooth_logdet
 from .support import support_tokens, text_margins
 
 __all__ = ["CausalAttentionMap", "DEFAULT_DELTA", "apply_map", "attention_weights", "gpt_margins",

@@ -53,11 +53,12 @@ def layer_map(model, layer: int, values: bool = False, mask: str = "strict",
 
 
 def layer_inputs(model, idx: Tensor, detach: bool = True) -> list[Tensor]:
-    """``u^l = ln_1(resid_pre^l)`` for every block: what each attention layer actually sees."""
+    """``u^l = ln_1(resid_pre^l)`` (Post-LN: ``resid_pre^l``) for every block: what each attention
+    layer actually sees."""
     gpt = raw_model(model)
     names = [f"blocks.{l}.hook_resid_pre" for l in range(gpt.config.n_layer)]
-    _, cache = gpt.run_with_cache(idx, names=names, detach=detach)
-    return [gpt.blocks[l].ln_1(cache[n]) for l, n in enumerate(names)]
+    _, cache = gpt.run_with_cache(idx, names_filter=names, detach=detach)
+    return [gpt.blocks[l].attention_input(cache[n]) for l, n in enumerate(names)]
 
 
 def hook_qk(model, idx: Tensor, targets: Tensor | None = None, detach: bool = True):

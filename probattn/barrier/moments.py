@@ -53,14 +53,18 @@ def strict_means(q: Tensor, k: Tensor, feats: Tensor, scale: float | None = None
 def strict_means_at(q: Tensor, k: Tensor, feats: Tensor, positions: Tensor,
                     scale: float | None = None) -> Tensor:
     """Like :func:`strict_means` but only for query positions ``positions`` (B, n): (B, H, n, m)."""
+    return strict_weights_at(q, k, positions, scale) @ feats
+
+
+def strict_weights_at(q: Tensor, k: Tensor, positions: Tensor, scale: float | None = None) -> Tensor:
+    """(B, H, n, T) strict attention weights of the query positions ``positions`` (B, n)."""
     idx = positions[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1])
     qt = torch.gather(q, 2, idx)  # (B, H, n, p)
     scores = _scale(q, scale) * qt @ k.transpose(-1, -2)  # (B, H, n, T): linear in T
     allowed = torch.arange(k.shape[2], device=q.device)[None, None, None, :] < positions[:, None, :, None]
     empty = ~allowed.any(-1, keepdim=True)
     s = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty, 0.0)
-    w = torch.softmax(s, dim=-1) * allowed
-    return w @ feats
+    return torch.softmax(s, dim=-1) * allowed
 
 
 def strict_means_reference(q: Tensor, k: Tensor, feats: Tensor, scale: float | None = None) -> Tensor:

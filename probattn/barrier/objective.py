@@ -47,8 +47,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..train.objectives import Objective, token_metrics
-from .gpt import hook_qk, raw_model
 from .forms import DEFAULT_TARGET, DEFAULT_WIDTH, FORMS, BarrierForm
+from .gpt import hook_qk, raw_model
 from .prior import FIRST_INFORMATIVE, BarrierTerms, EmbeddingPrior, draw_subset, layer_terms
 from .smooth import DEFAULT_DELTA
 

@@ -5,11 +5,10 @@ Two placements (docs/support-tokens.md, "MAP training"):
 * ``embedding``: a prior over the input embeddings ``u_t = LN(wte[x_t] + wpe[t])`` (a
   parameter-free LayerNorm) with its own strictly causal attention in ``r`` dimensions,
   ``q_t = W_Q u_t``, ``k_t = W_K u_t`` (``W`` of shape r x d). The projections are *fixed* by
-  default (seeded buffers, saved with the checkpoint): a margin-only penalty with trainable
-  projections can be driven to zero by shrinking ``W_Q, W_K`` alone, without changing the model
-  (at ``W = 0`` every ``C_t = 0`` and every margin is 0). With fixed projections the penalty can
-  only move by moving the model's embeddings. ``learned`` projections are allowed with the full
-  prior only, whose ``||e_t||^2 / (2 sigma^2)`` term ties the prior to the embeddings.
+  default (seeded buffers, saved with the checkpoint): then the penalty can only move by moving
+  the model's embeddings. ``learned`` projections are allowed; with a margin-only penalty the
+  prior can then raise its own margins (``W_K`` anti-aligned with ``W_Q``) without the model:
+  measured in benchmarks/support_learned_prior.py, docs "Learned prior, measured".
 * ``layers``: every (chosen) attention layer's own heads, with the layer's actual queries and
   keys (``hook_q``/``hook_k``); the gradient reaches the attention weights, LayerNorms and
   embeddings.
@@ -26,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .moments import strict_cov
 from .forms import BarrierForm
+from .moments import strict_cov
 from .smooth import smooth_logdet
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write_text, make_dir
 from ..report.document import CSS
 from ..report.figures import new_figure, save_figure
-from ..io import atomic_write_text
 from .support import TextMargins
 
 #: characters shown as a visible symbol in the HTML and the terminal
@@ -72,8 +72,31 @@ def _colour(value: float, lo: float, hi: float) -> str:
     return to_hex(colormaps["RdYlBu"](x))
 
 
+def _luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of ``#rrggbb``."""
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_colour(background: str) -> str:
+    """Black or white, whichever reads better on ``background`` (the colour map's dark ends)."""
+    return "#000000" if contrast(background, "#000000") >= contrast(background, "#ffffff") else "#ffffff"
+
+
+#: support tokens: an inset frame and a gap on both sides, so two adjacent ones stay two
+SUPPORT_STYLE = ";box-shadow:inset 0 0 0 2px #000,0 0 0 1px #fff;margin:0 2px;font-weight:bold"
+
+
 def coloured_text_html(tm: TextMargins, support: torch.Tensor) -> str:
-    """The text as coloured spans (escaped), one per token; support tokens outlined."""
+    """The text as coloured spans (escaped), one per token; support tokens framed apart."""
     valid = tm.margins[~torch.isnan(tm.margins)]
     lo, hi = float(valid.min()), float(valid.max())
     chosen = set(support.tolist())
@@ -82,10 +105,10 @@ def coloured_text_html(tm: TextMargins, support: torch.Tensor) -> str:
         m = float(tm.margins[pos])
         label = "not scored" if math.isnan(m) else f"{m:.4f} ({_layer_label(tm, int(tm.argmin_layer[pos]))})"
         tip = html.escape(f"position {pos}: margin {label}", quote=True)
-        outline = ";outline:2px solid #000" if pos in chosen else ""
+        frame = SUPPORT_STYLE if pos in chosen else ""
         bg = "#eeeeee" if math.isnan(m) else _colour(m, lo, hi)
         text = html.escape(tok.replace("\n", VISIBLE["\n"] + "\n"))
-        spans.append(f'<span style="background:{bg}{outline}" title="{tip}">{text}</span>')
+        spans.append(f'<span style="background:{bg};color:{text_colour(bg)}{frame}" title="{tip}">{text}</span>')
     return ("<div style='white-space:pre-wrap;font-family:ui-monospace,monospace;line-height:1.9'>"
             + "".join(spans) + "</div>")
 
@@ -105,7 +128,7 @@ def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str
         f"<title>{html.escape(title)}</title><style>{style}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         f"<p class='note'>Margin m_t = l_delta(det J_t) of the {html.escape(source)} map, smallest over "
-        f"layers and heads; red = close to the degeneracy boundary, blue = far. Outlined: support tokens. "
+        f"layers and heads; red = close to the degeneracy boundary, blue = far. Framed (bold, set apart): support tokens. "
         f"Hover a character for its value. Range {lo:.4f} .. {hi:.4f}.</p>"
         f"{coloured_text_html(tm, support)}"
         "<h2>Support tokens</h2><table><thead><tr><th>rank</th><th>position</th><th>token</th>"
@@ -117,7 +140,7 @@ def html_page(tm: TextMargins, support: torch.Tensor, hist_png: Path, title: str
 
 def write_outputs(tm: TextMargins, support: torch.Tensor, out_dir: Path, title: str) -> dict[str, Path]:
     """support_tokens.html, margins_hist.png and margins.json in ``out_dir`` (atomic writes)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     hist = save_figure(histogram_figure(tm, support), out_dir / "margins_hist.png")
     page = out_dir / "support_tokens.html"
     atomic_write_text(page, html_page(tm, support, hist, title))

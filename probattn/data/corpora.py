@@ -341,3 +341,14 @@ def fetch_verified(urls: tuple[str, ...], sha256: str, timeout: float = 60.0) ->
         + "; ".join(errors)
         + f"); put the files in a folder and pass --data-dir or set ${DATA_ENV}"
     )
+
+
+def local_splits(name: str, data_dirs: tuple[str, ...] | list[str] = ()) -> tuple[str, dict[str, str]] | None:
+    """A named multi-split corpus found in the data path (never downloaded): ``(where, splits)``
+    with the splits that are there, or None when it is not found."""
+    nc = NAMED_CORPORA[name]
+    try:
+        src = _resolve_named(nc, data_dirs, download=False, need_train=False)
+    except DataError:
+        return None
+    return src.source, dict(src.splits)

@@ -30,7 +30,7 @@ class CharTokenizer:
         self._sorted = self._cps[self._order]
 
     @classmethod
-    def from_text(cls, *texts: str) -> "CharTokenizer":
+    def from_text(cls, *texts: str) -> CharTokenizer:
         return cls(sorted(set().union(*(set(t) for t in texts))))
 
     @property

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, number
+from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
 
 
 def add_commands(subparsers) -> None:
@@ -38,7 +38,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=1.0)
     p.add_argument("--out", default=None, help="output folder (default: <run>/diagnostics or "
                                                 "reports/diagnose/<attention>)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_flag, default="cpu")
     p.set_defaults(func=cmd_diagnose)
 
 
@@ -135,7 +135,7 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
     full = residual_profile(model, idx)
     with torch.no_grad():
         pure = stack_profile(model_attention_stack(model), model.embed(idx))
-    _, cache = model.run_with_cache(idx[:1], names=[f"blocks.{layer}.attn.hook_pattern"])
+    _, cache = model.run_with_cache(idx[:1], names_filter=[f"blocks.{layer}.attn.hook_pattern"])
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].float().cpu()
 
     results = {"label": label, "attention": model.config.attention,
@@ -174,13 +174,14 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from ..io import check_output_dir, write_json
     from ..report.figures import plt, save_figure
-    from ..io import write_json
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
         raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
     model, idx, label, records, out = _load_source(args)
+    check_output_dir(out)
     try:
         results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
     except ConfigError:

@@ -3,7 +3,7 @@ vs step, the faithfulness test, and signed attention maps (diverging colours cen
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..report import new_figure
 
@@ -93,7 +93,7 @@ def faithfulness_figure(sweep: Mapping):
     return fig
 
 
-def signed_attention_figure(maps: Mapping[str, "object"], max_heads: int = 4, max_tokens: int = 48):
+def signed_attention_figure(maps: Mapping[str, object], max_heads: int = 4, max_tokens: int = 48):
     """Attention maps (query x key) per mechanism/head, diverging colour map centred at zero,
     each panel with a symmetric range so that white is exactly 0 and the sign reads at a glance.
     Only the first ``max_tokens`` queries and keys are drawn (the rest is too fine to see). The

@@ -17,7 +17,7 @@ def residual_states(model: GPT, idx: Tensor) -> list[Tensor]:
     was_training = model.training
     model.eval()
     try:
-        _, cache = model.run_with_cache(idx, names=names)
+        _, cache = model.run_with_cache(idx, names_filter=names)
     finally:
         model.train(was_training)
     return [cache[n].float() for n in names]

@@ -11,13 +11,15 @@ import importlib
 import traceback
 from pathlib import Path
 
-from ..errors import ConfigError, ProbattnError
+from ..errors import ConfigError, Interrupted, ProbattnError
+from ..io import make_dir
 from ..report import write_index
 from .context import ExperimentContext, ExperimentResult
 
 EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
     "gpam": "probattn.experiments.gpam",
+    "gpam-deep": "probattn.experiments.gpam_deep",
     "support-tokens": "probattn.experiments.support_tokens",
     "phase": "probattn.experiments.phase",
     "nmt": "probattn.experiments.nmt",
@@ -42,7 +44,7 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
     mod = experiment_module(name)
     if ctx.scale not in mod.SCALES:
         raise ConfigError(f"experiment {name!r} has no scale {ctx.scale!r}; available: {', '.join(mod.SCALES)}")
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(ctx.out_dir)
     return mod.run(ctx)
 
 
@@ -58,6 +60,8 @@ def reproduce(ctx: ExperimentContext, names: list[str] | None = None) -> tuple[P
             result = run_experiment(name, sub)
             entries.append({"name": name, "status": "ok", "headline": result.headline,
                             "report": str(Path(name) / "report.html")})
+        except Interrupted:
+            raise  # stop everything: the rerun continues (a half-trained study is not a failure)
         except ProbattnError as e:
             entries.append({"name": name, "status": f"failed: {e}", "headline": {}, "report": None})
         except Exception as e:  # a bug in one study must not hide the others' results

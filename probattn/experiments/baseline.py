@@ -9,7 +9,7 @@ import torch
 from ..report import Report, fmt_mean_std, mean_band, new_figure, summarize
 from ..runs import load_run
 from ..train import apply_overrides, preset_config
-from .common import train_seeds
+from .common import REPORT_MIN_TIMED_STEPS, report_throughput, train_seeds
 from .context import ExperimentContext, ExperimentResult
 
 DESCRIPTION = "softmax GPT trained over several seeds: loss, bits per character, accuracy, curves"
@@ -36,17 +36,22 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         f"{config.train.max_steps} steps, seeds {list(seeds)}."
     )
     rows = []
-    finals = {"best_val_loss": [], "val_bits_per_token": [], "val_acc": [], "tokens_per_s": []}
+    finals = {"best_val_loss": [], "val_bits_per_token": [], "val_acc": []}
+    speed = report_throughput(runs)
     for r in runs:
         final = r.result.final
         finals["best_val_loss"].append(r.result.best_val_loss)
         finals["val_bits_per_token"].append(final.get("bits_per_token", math.nan))
         finals["val_acc"].append(final.get("acc", math.nan))
-        finals["tokens_per_s"].append(r.result.tokens_per_s)
         rows.append([r.seed, r.result.best_val_loss, final.get("loss", math.nan),
-                     final.get("bits_per_token", math.nan), final.get("acc", math.nan), r.result.tokens_per_s])
-    report.table(["seed", "best val loss", "final val loss", "val bits/char", "val acc", "train tokens/s"],
-                 rows, caption="Per seed (validation on fixed batches)")
+                     final.get("bits_per_token", math.nan), final.get("acc", math.nan)]
+                    + ([r.result.tokens_per_s] if speed else []))
+    if speed:
+        finals["tokens_per_s"] = speed
+    columns = ["seed", "best val loss", "final val loss", "val bits/char", "val acc"]
+    report.table(columns + (["train tokens/s (after warm-up)"] if speed else []), rows,
+                 caption="Per seed (validation on fixed batches)" + ("" if speed else
+                         f"; throughput left out: fewer than {REPORT_MIN_TIMED_STEPS} steps timed per run"))
     report.table(["metric", "mean ± std over seeds"],
                  [[k, fmt_mean_std(v)] for k, v in finals.items()])
 
@@ -66,7 +71,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
     prompt = loaded.tokenizer.encode(start)
     g = torch.Generator().manual_seed(0)
     sample = loaded.model.generate(prompt[None, :], 300, temperature=0.8, top_k=20, generator=g)
-    report.heading("Sample (seed %d, temperature 0.8, top-k 20)" % runs[0].seed, 3)
+    report.heading(f"Sample (seed {runs[0].seed}, temperature 0.8, top-k 20)", 3)
     report.code(loaded.tokenizer.decode(sample[0]))
 
     report.results = {

@@ -17,7 +17,18 @@ class ExperimentContext:
     data_dirs: tuple[str, ...] = ()
     progress: bool = True
 
-    def child(self, name: str) -> "ExperimentContext":
+    def __post_init__(self) -> None:
+        if self.seeds is not None:
+            from ..errors import ConfigError
+
+            repeated = sorted({s for s in self.seeds if list(self.seeds).count(s) > 1})
+            if repeated:
+                raise ConfigError(f"--seeds repeats {', '.join(map(str, repeated))}: a repeated seed is the "
+                                  "same run again, not an independent sample; give distinct seeds")
+            if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+                raise ConfigError(f"--seeds must be integers >= 0, got {list(self.seeds)}")
+
+    def child(self, name: str) -> ExperimentContext:
         return replace(self, out_dir=Path(self.out_dir) / name)
 
     def seeds_or(self, default: tuple[int, ...]) -> tuple[int, ...]:

@@ -1,8 +1,11 @@
-"""daGPAM (dual attention with negative weights) against softmax, Differential attention and a
+"""The daGPAM experiment: dual attention against softmax, Diff attention and a matched softmax.
+
+daGPAM (dual attention with negative weights) against softmax, Differential attention and a
 parameter-matched softmax, on character-level language modelling over several seeds; plus the
 paper's analysis on a deep (15-layer) model: rank collapse and token similarity per layer at
 initialisation and after training, query-weight gradient norms over training, the faithfulness
-test, and signed attention maps.
+test, and signed attention maps; and trained deep language models at the paper's conventions
+(:mod:`.gpam_deep`: lam+ / lam- tuned on validation, Post-LN, W_Q- variants, word-level perplexity).
 
 ``run`` measures everything into one frozen :class:`GpamResults`; the report
 (:mod:`.gpam_report`) and ``results.json`` are both rendered from it.
@@ -12,19 +15,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..diagnostics import RankCollapseCallback, faithfulness_sweep, gaussian_tokens, random_attention_stack, stack_profile
-from ..diagnostics import plots
+from ..diagnostics import (
+    RankCollapseCallback,
+    faithfulness_sweep,
+    gaussian_tokens,
+    plots,
+    random_attention_stack,
+    stack_profile,
+)
 from ..model import GPT, GPTConfig
 from ..report import fmt_mean_std, summarize
 from ..runs import LoadedRun, evaluate_tokens, load_run, run_corpus
 from ..train import RunConfig, apply_overrides, preset_config
-from .common import SeedRun, train_seeds
+from .common import SeedRun, report_throughput, train_seeds
 from .context import ExperimentContext, ExperimentResult
+from .gpam_deep import DeepLMResults, measure_deep_lm
 
 DESCRIPTION = ("daGPAM vs softmax, Diff attention and a parameter-matched softmax (char LM, seeds); "
                "rank collapse and query gradients of a 15-layer model")
@@ -124,7 +133,7 @@ def attention_map(run: LoadedRun, layer: int, data_dirs) -> np.ndarray:
     """Layer ``layer``'s attention weights (head, query, key) on the first validation window."""
     idx = run.encode(run_corpus(run, None, tuple(data_dirs)).valid)[: run.model.config.block_size][None]
     name = f"blocks.{layer}.attn.hook_pattern"
-    _, cache = run.model.run_with_cache(idx, names=[name])
+    _, cache = run.model.run_with_cache(idx, names_filter=[name])
     return cache[name][0].float().numpy()
 
 
@@ -148,7 +157,8 @@ class GpamResults:
     #: per variant, one value per seed (in ``seeds`` order)
     full_loss: dict[str, list[float]]
     best: dict[str, list[float]]
-    speed: dict[str, list[float]]
+    #: training tokens/s after warm-up per seed; None where too few steps were timed to report it
+    speed: dict[str, list[float] | None]
     #: per variant, each seed's validation curve (steps, losses) on the fixed batches
     curves: dict[str, list[tuple[list[int], list[float]]]]
     #: seed -> learned lam per layer of the trainable variant
@@ -161,6 +171,8 @@ class GpamResults:
     deep_records: dict[str, list[dict[str, Any]]]
     random_stacks: dict[str, dict[str, list[float]]]
     sweep: dict[str, Any]
+    #: the trained deep language models (their own seeds, data and variants)
+    deep_lm: DeepLMResults
 
     def diffs(self, key: str, baseline: str) -> list[float]:
         """Per-seed ``key - baseline`` of the full-split validation loss."""
@@ -217,12 +229,14 @@ class GpamResults:
             "configs": {k: c.to_dict() for k, c in self.configs.items()}, "params": self.params,
             "val_loss_full_split": {k: summarize(v) for k, v in self.full_loss.items()},
             "best_val_loss_fixed_batches": {k: summarize(v) for k, v in self.best.items()},
-            "tokens_per_s": {k: summarize(v) for k, v in self.speed.items()},
+            "tokens_per_s": ({k: summarize(v) for k, v in self.speed.items()}
+                             if all(v is not None for v in self.speed.values()) else None),
             "verdicts": self.verdicts, "learned_lambdas": self.lambdas,
             "negative_weight_fraction": self.negative_fraction,
             "deep": {"profiles": self.profiles, "mean_grad_norm_q": self.mean_grads,
                      "grad_ratio_gpam_over_softmax": self.grad_ratio},
             "random_stacks": self.random_stacks, "faithfulness": self.sweep,
+            "deep_lm": self.deep_lm.to_json(),
         }
 
     def headline(self) -> dict[str, str]:
@@ -232,6 +246,7 @@ class GpamResults:
             "val loss daGPAM (trainable)": fmt_mean_std(self.full_loss["gpam_trainable"], 4),
             "daGPAM vs softmax": helps["vs softmax"],
             "daGPAM vs matched softmax": helps["vs matched"],
+            **self.deep_lm.headline(),
         }
 
 
@@ -250,7 +265,7 @@ def train_variants(ctx: ExperimentContext, configs: dict[str, RunConfig], seeds,
         out["params"][key] = loaded[key][0].model.num_params()
         out["full_loss"][key] = [full_split_loss(r, data_dirs) for r in loaded[key]]
         out["best"][key] = [r.result.best_val_loss for r in runs]
-        out["speed"][key] = [r.result.tokens_per_s for r in runs]
+        out["speed"][key] = report_throughput(runs)  # None: too few timed steps to report
         out["curves"][key] = [r.curve("valid") for r in runs]
     out["lambdas"] = {s: learned_lambdas(r) for s, r in zip(seeds, loaded["gpam_trainable"])}
     out["map_layer"] = layer = configs["softmax"].model.n_layer // 2
@@ -292,7 +307,8 @@ def measure(ctx: ExperimentContext) -> GpamResults:
     return GpamResults(scale=ctx.scale, seeds=tuple(seeds), configs=configs,
                        **train_variants(ctx, configs, seeds, data_dirs),
                        **train_deep(ctx, base, scale, seeds[0]),
-                       **at_initialisation(scale, base.model, seeds[0]))
+                       **at_initialisation(scale, base.model, seeds[0]),
+                       deep_lm=measure_deep_lm(ctx.child("deep_lm")))
 
 
 def run(ctx: ExperimentContext) -> ExperimentResult:

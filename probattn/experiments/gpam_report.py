@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..diagnostics import plots
 from ..report import Report, fmt_mean_std, mean_band, new_figure
+from . import gpam_deep_report
+from .common import REPORT_MIN_TIMED_STEPS
 from .gpam import VARIANTS, GpamResults
 
 #: the paper's reported numbers (no seeds or spread given there)
@@ -34,17 +36,20 @@ def _mean(values: list[float]) -> float:
 def loss_table(report: Report, r: GpamResults) -> None:
     report.heading("Language modelling over seeds")
     rows = []
+    timed = all(v is not None for v in r.speed.values())
     for key, (label, _) in VARIANTS.items():
         rows.append([label, f"{r.params[key]:,}", fmt_mean_std(r.full_loss[key], 4),
                      fmt_mean_std([v / math.log(2) for v in r.full_loss[key]], 4), fmt_mean_std(r.best[key], 4),
                      fmt_mean_std(r.diffs(key, "softmax"), 4) if key != "softmax" else "-",
                      fmt_mean_std(r.diffs(key, "softmax_matched"), 4) if key != "softmax_matched" else "-",
-                     f"{_mean(r.speed[key]) / _mean(r.speed['softmax']):.2f}x"])
+                     f"{_mean(r.speed[key]) / _mean(r.speed['softmax']):.2f}x" if timed else "n/a"])
     report.table(["variant", "params (non-embedding)", "val loss, full split (best ckpt)", "val bits/char",
                   "best val loss (fixed batches)", "minus softmax (paired)", "minus matched softmax (paired)",
                   "train tokens/s vs softmax"], rows,
                  caption="mean ± std over seeds; differences are per seed (negative = variant better); "
-                         "tokens/s comes from training on a possibly shared machine: see the benchmark for cost")
+                         "tokens/s comes from training (after warm-up) on a possibly shared machine: see the "
+                         "benchmark for cost" + ("" if timed else f"; n/a: fewer than {REPORT_MIN_TIMED_STEPS} "
+                                                               "steps timed per run at this scale"))
     per_seed = [[s] + [r.full_loss[k][i] for k in VARIANTS] for i, s in enumerate(r.seeds)]
     report.table(["seed"] + [VARIANTS[k][0] for k in VARIANTS], per_seed,
                  caption="validation loss (full split, best checkpoint) per seed")
@@ -176,9 +181,14 @@ def faithfulness_text(report: Report, r: GpamResults) -> None:
                  caption="Faithfulness test (lam- = 1): the last layer of the random stack")
 
 
+def deep_lm(report: Report, r: GpamResults) -> None:
+    for section in gpam_deep_report.SECTIONS:
+        section(report, r.deep_lm)
+
+
 #: the report, top to bottom
 SECTIONS = (setting, loss_table, verdict, loss_curves, attention_maps, deep_setting, deep_profiles,
-            deep_gradients, deep_summary, init_figures, faithfulness_text)
+            deep_gradients, deep_summary, deep_lm, init_figures, faithfulness_text)
 
 
 def write_report(r: GpamResults, out_dir: Path) -> dict[str, Path]:

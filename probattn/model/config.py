@@ -8,6 +8,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..options import POSITIVE_INT, Range, check_fields, setting
 
+NORM_POSITIONS = ("pre", "post")
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -20,6 +22,9 @@ class GPTConfig:
     bias: bool = setting(False, "biases in the linear layers and LayerNorms")
     #: MLP hidden width; None means 4 * n_embd (set it to match parameter counts across variants)
     mlp_hidden: int | None = setting(None, "MLP hidden width (none: 4 x n_embd)", POSITIVE_INT)
+    #: "pre": x + f(LN x), final LayerNorm (GPT-2, nanoGPT); "post": LN(x + f(x)), no final
+    #: LayerNorm (the original Transformer, fairseq's default)
+    norm_position: str = setting("pre", "LayerNorm placement: pre (GPT-2) or post (original Transformer)")
     attention: str = setting("softmax", "attention mechanism (probattn list)")
     #: mechanism-specific options, e.g. {"lam": 0.2} for gpam (validated by the mechanism)
     attention_options: dict[str, Any] = setting(help="mechanism option, e.g. lam=0.5 (repeatable)",
@@ -27,6 +32,8 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.norm_position not in NORM_POSITIONS:
+            raise ConfigError(f"norm_position must be one of {', '.join(NORM_POSITIONS)}, got {self.norm_position!r}")
         if self.n_embd % self.n_head != 0:
             raise ConfigError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
@@ -47,7 +54,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GPTConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:

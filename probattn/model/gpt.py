@@ -1,7 +1,9 @@
 """A small GPT in nanoGPT's architecture with a pluggable attention mechanism.
 
-token + position embeddings -> n_layer pre-LayerNorm blocks (attention, GELU MLP) -> LayerNorm
--> tied output head. The attention mechanism is chosen by name (``GPTConfig.attention``).
+token + position embeddings -> n_layer blocks (attention, GELU MLP) -> tied output head.
+Pre-LN (default): ``x + f(LN x)`` per sublayer and a final LayerNorm; Post-LN
+(``norm_position="post"``): ``LN(x + f(x))`` and no final LayerNorm (each block already ends in
+one). The attention mechanism is chosen by name (``GPTConfig.attention``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from torch import Tensor, nn
 
 from ..attention import AttentionContext, build_attention
 from .config import GPTConfig
-from .hooks import HookedMixin, HookPoint
+from .hooks import HookedMixin, HookPoint, attend, through
 
 
 class LayerNorm(nn.Module):
@@ -58,19 +60,18 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         shape = (B, T, self.n_head, self.head_dim)
-        return self.hook_q(q.view(shape)), self.hook_k(k.view(shape)), self.hook_v(v.view(shape))
+        pairs = ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v))
+        return tuple(through(hook, t.view(shape)) for hook, t in pairs)
 
     def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         B, T, C = x.shape
         q, k, v = (t.transpose(1, 2) for t in self.project_qkv(x))  # (B, H, T, D)
         if qk_out is not None:
             qk_out.append((q, k))
-        need_weights = self.hook_pattern.has_hooks()
-        y, weights = self.mechanism(q, k, v, need_weights=need_weights)
-        if weights is not None:
-            self.hook_pattern(weights)
+        y = attend(self.mechanism, self.hook_pattern, q, k, v)
         z = self.hook_z(y.transpose(1, 2))  # (B, T, H, D)
         return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))
+
 
 
 class MLP(nn.Module):
@@ -87,6 +88,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
+        self.pre = config.norm_position == "pre"
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
@@ -97,10 +99,17 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
+    def attention_input(self, resid_pre: Tensor) -> Tensor:
+        """What the attention sublayer reads: ``ln_1(x)`` in Pre-LN, ``x`` itself in Post-LN."""
+        return self.ln_1(resid_pre) if self.pre else resid_pre
+
     def forward(self, x: Tensor, qk_out: list | None = None) -> Tensor:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), qk_out)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        if self.pre:
+            x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln_1(x), qk_out)))
+            return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        x = self.hook_resid_mid(self.ln_1(x + self.hook_attn_out(self.attn(x, qk_out))))
+        return self.hook_resid_post(self.ln_2(x + self.hook_mlp_out(self.mlp(x))))
 
 
 class GPT(HookedMixin, nn.Module):
@@ -111,11 +120,12 @@ class GPT(HookedMixin, nn.Module):
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        pre = config.norm_position == "pre"
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias) if pre else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying
         self.hook_embed = HookPoint()  # token embeddings (batch, pos, d_model)
-        self.hook_pos_embed = HookPoint()
+        self.hook_pos_embed = HookPoint()  # (batch, pos, d_model)
         self.hook_input = HookPoint()  # token + position, before dropout: what perturbations edit
         self.apply(self._init_weights)
         # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
@@ -142,7 +152,7 @@ class GPT(HookedMixin, nn.Module):
         T = idx.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        pos = torch.arange(T, device=idx.device).expand(idx.shape[0], T)  # (batch, pos), as TransformerLens
         return self.hook_input(self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos)))
 
     def forward_embeddings(self, x: Tensor, qk_out: list | None = None) -> Tensor:
@@ -156,7 +166,8 @@ class GPT(HookedMixin, nn.Module):
         return self.lm_head(self.ln_f(x))
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, return_qk: bool = False):
-        """Return ``(logits, loss)``; loss is mean cross-entropy when targets are given.
+        """Return ``(logits, loss)``; loss is mean cross-entropy when targets are given, over the
+        targets that are not -1 (nanoGPT's ignore index), in float32 or the logits' wider dtype.
 
         With ``return_qk`` also every layer's ``(q, k)``: the barrier's layer placement reads them
         from the same (possibly compiled) forward pass instead of through Python hooks.
@@ -165,7 +176,8 @@ class GPT(HookedMixin, nn.Module):
         logits = self.forward_embeddings(self.embed(idx), qk)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+            wide = torch.promote_types(logits.dtype, torch.float32)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).to(wide), targets.reshape(-1), ignore_index=-1)
         return (logits, loss, qk) if return_qk else (logits, loss)
 
     @torch.no_grad()

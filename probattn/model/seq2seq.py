@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import AttentionContext, build_attention
-from .hooks import HookedMixin, HookPoint
+from .hooks import HookedMixin, HookPoint, attend, through
 from .seq2seq_config import Seq2SeqConfig
 
 Cache = list[dict[str, dict[str, Tensor]]]
@@ -64,7 +64,7 @@ class Attention(nn.Module):
 
     def _heads(self, x: Tensor, hook: HookPoint) -> Tensor:
         B, T, _ = x.shape
-        return hook(x.view(B, T, self.n_head, self.head_dim)).transpose(1, 2)
+        return through(hook, x.view(B, T, self.n_head, self.head_dim)).transpose(1, 2)
 
     def forward(self, x: Tensor, memory: Tensor | None = None, attn_mask: Tensor | None = None,
                 cache: dict[str, Tensor] | None = None) -> Tensor:
@@ -85,10 +85,7 @@ class Attention(nn.Module):
                 if "k" in cache:
                     k, v = torch.cat((cache["k"], k), dim=2), torch.cat((cache["v"], v), dim=2)
                 cache["k"], cache["v"] = k, v
-        need_weights = self.hook_pattern.has_hooks()
-        y, weights = self.mechanism(q, k, v, need_weights=need_weights, causal=self.causal, attn_mask=attn_mask)
-        if weights is not None:
-            self.hook_pattern(weights)
+        y = attend(self.mechanism, self.hook_pattern, q, k, v, causal=self.causal, attn_mask=attn_mask)
         z = self.hook_z(y.transpose(1, 2))
         return self.out_proj(z.reshape(B, T, C))
 
@@ -246,6 +243,7 @@ class Seq2Seq(HookedMixin, nn.Module):
         logits = self.decode(tgt, memory, src_mask)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+            wide = torch.promote_types(logits.dtype, torch.float32)  # float64 stays float64
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).to(wide), targets.reshape(-1),
                                    ignore_index=self.config.pad_id)
         return logits, loss

@@ -77,7 +77,7 @@ class Seq2SeqConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Seq2SeqConfig":
+    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqConfig:
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")

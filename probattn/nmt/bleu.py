@@ -15,7 +15,7 @@ sacrebleu is the ``nmt`` extra, imported only when scoring.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_output_dir, check_output_file
+from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
 
 KINDS = ("enc", "dec", "cross")
 
@@ -42,6 +43,7 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
         for kind in KINDS:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
+    check_output_dir(out)
     if args.resume:
         saved = out / "config.json"
         if not saved.exists():
@@ -85,6 +87,8 @@ def _read_input(args: argparse.Namespace) -> list[str]:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .runs import load_nmt_run, translate
 
+    if args.output:
+        check_output_file(args.output, "--output")
     texts = _read_input(args)
     run = load_nmt_run(args.run, args.checkpoint, args.device)
     hyps = translate(run, texts, beam=args.beam, length_penalty=args.length_penalty, batch_size=args.batch_size,
@@ -99,6 +103,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_eval_nmt(args: argparse.Namespace) -> int:
     from .runs import evaluate_split, load_nmt_run
 
+    for flag, path in (("--hyps", args.hyps), ("--json", args.json)):
+        if path:
+            check_output_file(path, flag)
     run = load_nmt_run(args.run, args.checkpoint, args.device)
     result, hyps, _ = evaluate_split(run, args.split, args.beam, args.length_penalty, args.limit,
                                      args.batch_size, tuple(args.data_dir or ()))
@@ -140,10 +147,10 @@ def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> di
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="translation run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--beam", type=int, default=5, help="beam width (1: greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="score / length ** alpha")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", type=device_flag, default="cpu")
+    p.add_argument("--beam", type=number(POSITIVE_INT), default=5, help="beam width (1: greedy)")
+    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=1.0, help="score / length ** alpha")
+    p.add_argument("--batch-size", type=number(POSITIVE_INT), default=32)
 
 
 def _positive(text: str) -> int:

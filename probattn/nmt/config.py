@@ -63,7 +63,7 @@ class NMTRunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NMTRunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> NMTRunConfig:
         if data.get("task") != TASK:
             raise ConfigError("not a translation run configuration (a language-model run?)")
         try:

@@ -9,7 +9,8 @@ Trained on the training split only and saved with the run (``tokenizer.json``).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import CheckpointError, ConfigError
 
@@ -27,7 +28,7 @@ class SubwordTokenizer:
                 raise CheckpointError(f"tokenizer special token {name!r} is not id {i}")
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8000, kind: str = "bpe") -> "SubwordTokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int = 8000, kind: str = "bpe") -> SubwordTokenizer:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
         if kind not in KINDS:
@@ -61,7 +62,7 @@ class SubwordTokenizer:
         return {"kind": f"hf-{self.kind}", "json": self._tok.to_str()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SubwordTokenizer":
+    def from_dict(cls, data: dict[str, Any]) -> SubwordTokenizer:
         from tokenizers import Tokenizer
 
         kind = str(data.get("kind", ""))

@@ -134,7 +134,7 @@ class LabelSmoothedCE(Objective):
 
 
 @functools.lru_cache(maxsize=4)
-def load_corpus_for(data) -> "ParallelCorpus":  # noqa: F821 - forward name for readers
+def load_corpus_for(data) -> ParallelCorpus:  # noqa: F821 - forward name for readers
     """The corpus a data config describes (cached per process: experiments train many runs on it)."""
     corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
                            max_words=data.max_words, heldout_every=data.heldout_every)

@@ -33,25 +33,31 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def attention_rows(S: Tensor, kind: str) -> Tensor:
-    """The attention matrix ``a = phi(S)`` row by row (softmax over keys, or S itself)."""
+def attention_rows(S: Tensor, kind: str, causal: bool = False) -> Tensor:
+    """The attention matrix ``a = phi(S)`` row by row (softmax over keys, or S itself);
+    causal: keys s <= t only (softmax over them; linear: the upper triangle is zeroed)."""
+    if causal:
+        keep = torch.ones(S.shape[-2:], dtype=torch.bool, device=S.device).tril()
+        S = S.masked_fill(~keep, -math.inf) if check_kind(kind) == "softmax" else S * keep
     return S.softmax(dim=-1) if check_kind(kind) == "softmax" else S
 
 
-def features(S: Tensor, X: Tensor, kind: str) -> Tensor:
+def features(S: Tensor, X: Tensor, kind: str, causal: bool = False) -> Tensor:
     """``Z[..., mu, t, :] = sum_s a_ts X[mu, s, :]``; S (..., L, L), X (P, L, V) -> (..., P, L, V)."""
-    A = attention_rows(S, kind)
+    A = attention_rows(S, kind, causal)
     return torch.einsum("...ts,psv->...ptv", A, X)
 
 
-def order_parameters(A: Tensor) -> tuple[Tensor, Tensor]:
-    """``m`` = mean mass on the previous token (cyclic), ``q`` = mean sum of squared weights.
+def order_parameters(A: Tensor, causal: bool = False) -> tuple[Tensor, Tensor]:
+    """``m`` = mean mass on the previous token (cyclic), ``q`` = mean sum of squared weights;
+    causal: over the rows t >= 1 that have a previous token.
 
     A: (..., L, L) attention matrix; returns tensors of shape (...).
     """
     L = A.shape[-1]
-    idx = torch.arange(L, device=A.device)
-    m = A[..., idx, (idx - 1) % L].mean(-1)
+    idx = torch.arange(1 if causal else 0, L, device=A.device)
+    A = A[..., idx, :]
+    m = A[..., torch.arange(idx.numel(), device=A.device), (idx - 1) % L].mean(-1)
     q = (A**2).sum(-1).mean(-1)
     return m, q
 

@@ -45,6 +45,9 @@ class CopyPosterior:
     sigma_s: float = 0.5
     sigma_w: float = 1.0
     kappa: float = 0.1
+    #: causal shift task: attention over s <= t, row 0 (no previous token) left out; entries of
+    #: S above the diagonal then only carry the prior
+    causal: bool = False
 
     def __post_init__(self):
         check_kind(self.kind)
@@ -55,8 +58,8 @@ class CopyPosterior:
 
     @classmethod
     def from_task(cls, task: CopyTask, kind: str = "softmax", sigma_s: float = 0.5,
-                  sigma_w: float = 1.0, kappa: float = 0.1) -> "CopyPosterior":
-        return cls(task.inputs(), task.targets(), kind, sigma_s, sigma_w, kappa)
+                  sigma_w: float = 1.0, kappa: float = 0.1) -> CopyPosterior:
+        return cls(task.inputs(), task.targets(), kind, sigma_s, sigma_w, kappa, task.causal)
 
     @property
     def P(self) -> int:
@@ -71,18 +74,26 @@ class CopyPosterior:
         return self.X.shape[2]
 
     @property
+    def n_targets(self) -> int:
+        return self.L - 1 if self.causal else self.L
+
+    def _rows(self, T: Tensor) -> Tensor:
+        """Drop row 0 of (..., P, L, V) for the causal task (it has no target)."""
+        return T[..., 1:, :] if self.causal else T
+
+    @property
     def dim(self) -> int:
         return self.L * self.L
 
-    def to(self, device) -> "CopyPosterior":
+    def to(self, device) -> CopyPosterior:
         return CopyPosterior(self.X.to(device), self.Y.to(device), self.kind, self.sigma_s,
-                             self.sigma_w, self.kappa)
+                             self.sigma_w, self.kappa, self.causal)
 
     # -- the closed form --------------------------------------------------------------------
     def _stats(self, S: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Cholesky factor of M, ``tr(B M^-1 B^T)`` and ``ln det M`` for S of shape (..., L, L)."""
-        Z = features(S, self.X, self.kind).flatten(-3, -2)  # (..., N, V)
-        Yf = self.Y.reshape(-1, self.V)
+        Z = self._rows(features(S, self.X, self.kind, self.causal)).flatten(-3, -2)  # (..., N, V)
+        Yf = self._rows(self.Y).reshape(-1, self.V)
         k0 = self.kappa / self.sigma_w**2
         eye = torch.eye(self.V, dtype=Z.dtype, device=Z.device)
         M = k0 * eye + Z.transpose(-1, -2) @ Z
@@ -98,7 +109,7 @@ class CopyPosterior:
     def log_evidence(self, S: Tensor) -> Tensor:
         """``ln p(Y | S)``, exactly normalised, shape S.shape[:-2]."""
         _, fit, logdet = self._stats(S)
-        N, V, kappa = self.P * self.L, self.V, self.kappa
+        N, V, kappa = self.P * self.n_targets, self.V, self.kappa
         return (-(self._yy - fit) / (2 * kappa)
                 - 0.5 * V * (N * math.log(kappa) + V * math.log(self.sigma_w**2 / kappa) + logdet)
                 - 0.5 * N * V * math.log(2 * math.pi))
@@ -119,8 +130,8 @@ class CopyPosterior:
     def readout_mean(self, S: Tensor) -> Tensor:
         """Posterior mean of W given S: ``W^T = M^{-1} Z^T Y``, shape (..., V, V)."""
         R, _, _ = self._stats(S)
-        Z = features(S, self.X, self.kind).flatten(-3, -2)
-        rhs = Z.transpose(-1, -2) @ self.Y.reshape(-1, self.V)
+        Z = self._rows(features(S, self.X, self.kind, self.causal)).flatten(-3, -2)
+        rhs = Z.transpose(-1, -2) @ self._rows(self.Y).reshape(-1, self.V)
         return torch.cholesky_solve(rhs, R).transpose(-1, -2)
 
     def mse(self, S: Tensor, X: Tensor | None = None, Y: Tensor | None = None) -> Tensor:
@@ -129,13 +140,13 @@ class CopyPosterior:
         W = self.readout_mean(S)
         X = self.X if X is None else X.to(torch.float64)
         Y = self.Y if Y is None else Y.to(torch.float64)
-        f = features(S, X, self.kind) @ W.transpose(-1, -2).unsqueeze(-3)
-        return ((f - Y) ** 2).mean((-1, -2, -3))
+        f = features(S, X, self.kind, self.causal) @ W.transpose(-1, -2).unsqueeze(-3)
+        return (self._rows(f - Y) ** 2).mean((-1, -2, -3))
 
     # -- scans along the symmetric ansatz S = lambda * Shift ---------------------------------
     def ansatz(self, lam: Tensor) -> Tensor:
         lam = torch.as_tensor(lam, dtype=torch.float64, device=self.X.device)
-        return lam[..., None, None] * shift_matrix(self.L, device=self.X.device)
+        return lam[..., None, None] * shift_matrix(self.L, device=self.X.device, causal=self.causal)
 
     def energy_along_ansatz(self, lams, chunk: int = 64) -> Tensor:
         """Exact ``U(lambda * Shift)`` for each lambda (chunked to bound memory)."""
@@ -144,8 +155,8 @@ class CopyPosterior:
             return torch.cat([self.energy(self.ansatz(c)) for c in lams.split(chunk)])
 
 
-def copy_state(L: int, kind: str, dtype=torch.float64) -> Tensor:
+def copy_state(L: int, kind: str, dtype=torch.float64, causal: bool = False) -> Tensor:
     """The structured (copy) phase used to start chains and Adam: ``ln(L) * Shift`` for softmax
     (mass ~ 1/2 on the previous token), ``Shift`` for linear attention (exact copy)."""
     scale = math.log(L) if check_kind(kind) == "softmax" else 1.0
-    return scale * shift_matrix(L, dtype=dtype)
+    return scale * shift_matrix(L, dtype=dtype, causal=causal)

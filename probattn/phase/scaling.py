@@ -183,11 +183,18 @@ def leading_law(kind: str, conv: Convention, cfg: TheoryConfig):
 
 
 def scaling_table(cfg: TheoryConfig, Ls, conventions=None, L_min_fit: float = 256.0) -> list[dict]:
-    """P*(L), the fits and the derived leading law for both kinds in every convention."""
+    """P*(L), the fits and the derived leading law for both kinds in every convention (each
+    transition is computed once; the token count reuses the sequence count's P*)."""
     out = []
     for kind in ("softmax", "linear"):
+        done: dict = {}
         for conv in conventions or all_conventions():
-            res = critical_P(kind, cfg, conv, Ls)
+            key = (conv.vocab, conv.prior)
+            if key not in done:
+                done[key] = critical_P(kind, cfg, Convention(conv.vocab, conv.prior, "sequences"), Ls)
+            res = dict(done[key], convention=asdict(conv), name=conv.name)
+            P = np.array([r["P_star_sequences"] for r in res["rows"]])
+            res["P_star"] = conv.counted(P, np.array(res["L"])).tolist()
             res["fits"] = fit_laws(res["L"], res["P_star"], L_min_fit)
             law = leading_law(kind, conv, cfg)
             if law is not None:

@@ -26,9 +26,10 @@ def check_task_sizes(V: int, L: int, P: int) -> None:
         raise ConfigError(f"number of sequences P must be an integer >= 1, got {P!r}")
 
 
-def shift_matrix(L: int, dtype=torch.float64, device=None) -> Tensor:
-    """``Shift[t, s] = 1`` iff ``s = t - 1 (mod L)``: the copy-previous-token attention pattern."""
-    idx = torch.arange(L, device=device)
+def shift_matrix(L: int, dtype=torch.float64, device=None, causal: bool = False) -> Tensor:
+    """``Shift[t, s] = 1`` iff ``s = t - 1 (mod L)``: the copy-previous-token attention pattern
+    (causal: row 0 has no previous token and stays empty)."""
+    idx = torch.arange(1 if causal else 0, L, device=device)
     out = torch.zeros(L, L, dtype=dtype, device=device)
     out[idx, (idx - 1) % L] = 1.0
     return out
@@ -40,6 +41,8 @@ class CopyTask:
 
     tokens: Tensor  # (P, L) long
     V: int
+    #: causal (non-cyclic) shift: position 0 has no target and attention sees s <= t only
+    causal: bool = False
 
     @property
     def P(self) -> int:
@@ -53,16 +56,25 @@ class CopyTask:
         """One-hot inputs X, shape (P, L, V)."""
         return torch.nn.functional.one_hot(self.tokens, self.V).to(dtype)
 
+    @property
+    def n_targets(self) -> int:
+        """Target positions per sequence (causal: position 0 has none)."""
+        return self.L - 1 if self.causal else self.L
+
     def targets(self, dtype=torch.float64) -> Tensor:
-        """One-hot targets Y with ``Y[:, t] = X[:, t - 1 mod L]``, shape (P, L, V)."""
-        return self.inputs(dtype).roll(shifts=1, dims=1)
+        """One-hot targets Y with ``Y[:, t] = X[:, t - 1 mod L]``, shape (P, L, V). For the
+        causal task row 0 is all zeros and is left out of every loss and evidence."""
+        Y = self.inputs(dtype).roll(shifts=1, dims=1)
+        if self.causal:
+            Y[:, 0] = 0.0
+        return Y
 
     def target_tokens(self) -> Tensor:
         return self.tokens.roll(shifts=1, dims=1)
 
 
-def make_copy_task(V: int, L: int, P: int, seed: int = 0) -> CopyTask:
+def make_copy_task(V: int, L: int, P: int, seed: int = 0, causal: bool = False) -> CopyTask:
     """Draw P sequences of L tokens, i.i.d. uniform over V symbols, from ``seed``."""
     check_task_sizes(V, L, P)
     g = torch.Generator().manual_seed(int(seed))
-    return CopyTask(torch.randint(0, V, (P, L), generator=g), V)
+    return CopyTask(torch.randint(0, V, (P, L), generator=g), V, bool(causal))

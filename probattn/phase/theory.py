@@ -40,6 +40,12 @@ class TheoryConfig:
     sigma_s: float = 0.5
     sigma_w: float = 1.0
     kappa: float = 0.1
+    #: add the entropy of the directions of S off the shift line (entropy.py)
+    entropy: bool = False
+    #: free entries of S for that entropy (None: all L^2)
+    D: int | None = None
+    #: causal (non-cyclic) shift: rows t = 1..L-1 with t + 1 keys each; N = P (L - 1) targets
+    causal: bool = False
 
     def __post_init__(self):
         if not isinstance(self.L, (int, np.integer)) or self.L < 2:
@@ -47,23 +53,39 @@ class TheoryConfig:
         if not isinstance(self.V, (int, np.integer)) or self.V < 2:
             raise ConfigError(f"vocabulary size V must be an integer >= 2, got {self.V!r}")
         check_scales(self.sigma_s, self.sigma_w, self.kappa)
+        if self.D is not None and (not isinstance(self.D, (int, np.integer)) or not self.L <= self.D <= self.L**2):
+            raise ConfigError(f"free entries D must be an integer in [L, L^2] = [{self.L}, {self.L**2}], "
+                              f"got {self.D!r}")
+        if self.causal and self.entropy:
+            raise ConfigError("the off-shift entropy is derived for the cyclic task only (causal=False)")
 
-    def replace(self, **kw) -> "TheoryConfig":
+    @property
+    def targets(self) -> int:
+        """Target positions per sequence."""
+        return self.L - 1 if self.causal else self.L
+
+    def replace(self, **kw) -> TheoryConfig:
         return TheoryConfig(**{**asdict(self), **kw})
 
 
-def order_parameters(lam, kind: str, L: int):
-    """(m, q) on the ansatz S = lambda * Shift."""
+def order_parameters(lam, kind: str, L: int, causal: bool = False):
+    """(m, q) on the ansatz S = lambda * Shift (causal: averaged over rows t = 1..L-1, row t
+    having t + 1 keys)."""
     lam = np.asarray(lam, dtype=float)
     if check_kind(kind) == "linear":
         return lam, lam**2
+    if causal:
+        t = np.arange(1, L, dtype=float)
+        m_t = 0.5 * (1.0 + np.tanh(0.5 * (lam[..., None] - np.log(t))))
+        return m_t.mean(-1), (m_t**2 + (1.0 - m_t) ** 2 / t).mean(-1)
     # m = sigmoid(lambda - ln(L - 1)), stable for large |lambda|
     m = 0.5 * (1.0 + np.tanh(0.5 * (lam - math.log(L - 1))))
     return m, m**2 + (1.0 - m) ** 2 / (L - 1)
 
 
 def free_energy_mq(m, q, sq_norm, P, L, V, sigma_s, sigma_w, kappa):
-    """F(m, q) for a given ||S||^2 (all arguments broadcast)."""
+    """F(m, q) for a given ||S||^2 (all arguments broadcast); L here is the number of target
+    positions per sequence (L - 1 for the causal task)."""
     n = np.asarray(P, dtype=float) * L / V
     k0 = kappa / sigma_w**2
     return (sq_norm / (2 * sigma_s**2)
@@ -72,19 +94,33 @@ def free_energy_mq(m, q, sq_norm, P, L, V, sigma_s, sigma_w, kappa):
 
 
 def free_energy(lam, P, kind: str, cfg: TheoryConfig, sigma_s=None, kappa=None):
-    """F(lambda) on the ansatz; lam, P, sigma_s, kappa broadcast against each other."""
-    m, q = order_parameters(lam, kind, cfg.L)
+    """F(lambda) on the ansatz; lam, P, sigma_s, kappa broadcast against each other.
+
+    With ``cfg.entropy`` the profile over the off-shift order parameter (entropy.py); for linear
+    attention lambda is then m."""
+    if cfg.entropy:
+        from .entropy import profile_free_energy
+
+        return profile_free_energy(lam, P, kind, cfg, sigma_s, kappa)
+    m, q = order_parameters(lam, kind, cfg.L, cfg.causal)
     sigma_s = cfg.sigma_s if sigma_s is None else sigma_s
     kappa = cfg.kappa if kappa is None else kappa
-    return free_energy_mq(m, q, cfg.L * np.asarray(lam, dtype=float) ** 2, P, cfg.L, cfg.V,
+    return free_energy_mq(m, q, cfg.targets * np.asarray(lam, dtype=float) ** 2, P, cfg.targets, cfg.V,
                           sigma_s, cfg.sigma_w, kappa)
 
 
-def lambda_grid(kind: str, L: int, n: int = 2001) -> np.ndarray:
-    """Where the minima can be: softmax up to well past ln L; linear in [0, 1.5] (F is even)."""
+def lambda_grid(kind: str, L: int, n: int = 2001, cfg: TheoryConfig | None = None) -> np.ndarray:
+    """Where the minima can be: softmax up to well past ln L; linear in [0, 1.5] (F is even),
+    wider with the off-shift entropy (which inflates m when D > V^2; see entropy.py)."""
     if check_kind(kind) == "softmax":
+        if cfg is not None and cfg.entropy:
+            n = min(n, 601)  # each point is a minimisation over v: a coarser grid, P* still by bisection
         return np.linspace(-1.0, 2.0 * math.log(L) + 4.0, n)
-    return np.linspace(0.0, 1.5, n)
+    top = 1.5
+    if cfg is not None and cfg.entropy:
+        D = cfg.L**2 if cfg.D is None else cfg.D
+        top += 2.0 * math.sqrt(max(D - cfg.V**2, 0) * cfg.sigma_s**2 / cfg.L)
+    return np.linspace(0.0, top, n)
 
 
 def local_minima(F: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -97,9 +133,14 @@ def local_minima(F: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def linear_critical_P(cfg: TheoryConfig) -> float:
-    """Where the lambda^2 coefficient of the linear-attention F changes sign (see module doc)."""
+    """Where the lambda^2 coefficient of the linear-attention F changes sign (see module doc;
+    with ``cfg.entropy`` the m^2 coefficient of the corrected free energy)."""
+    if cfg.entropy:
+        from .entropy import linear_critical_P_entropy
+
+        return linear_critical_P_entropy(cfg)
     k0 = cfg.kappa / cfg.sigma_w**2
-    a = cfg.L / (cfg.kappa * k0 * cfg.V)
+    a = cfg.targets / (cfg.kappa * k0 * cfg.V)
     b = cfg.V / k0
     c = 1.0 / cfg.sigma_s**2
     return (b + math.sqrt(b * b + 4 * a * c)) / (2 * a)
@@ -119,7 +160,7 @@ class Minima:
 
 
 def minima_at(P: float, kind: str, cfg: TheoryConfig, lam=None) -> Minima:
-    lam = lambda_grid(kind, cfg.L) if lam is None else lam
+    lam = lambda_grid(kind, cfg.L, cfg=cfg) if lam is None else lam
     F = free_energy(lam, P, kind, cfg)
     idx = np.flatnonzero(local_minima(F))
     if kind == "linear" and F[0] <= F[1]:
@@ -151,7 +192,7 @@ def global_minimiser(P, kind: str, cfg: TheoryConfig, lam=None, sigma_s=None, ka
     """lambda*(P) and the number of local minima, for arrays of P (and scales), vectorised.
 
     For linear attention lambda = 0 counts as a minimum when F rises from it (F is even)."""
-    lam = lambda_grid(kind, cfg.L) if lam is None else lam
+    lam = lambda_grid(kind, cfg.L, cfg=cfg) if lam is None else lam
     shape = np.broadcast(np.asarray(P), np.asarray(sigma_s if sigma_s is not None else 0.0),
                          np.asarray(kappa if kappa is not None else 0.0)).shape
     lam_b = lam.reshape((-1,) + (1,) * len(shape))
@@ -184,7 +225,7 @@ def find_transition(kind: str, cfg: TheoryConfig, P_max: float | None = None,
             P* is where lambda* grows fastest in ln P.
     """
     check_kind(kind)
-    lam = lambda_grid(kind, cfg.L)
+    lam = lambda_grid(kind, cfg.L, cfg=cfg)
     if kind == "linear":
         P_c = linear_critical_P(cfg)
         Ps = np.linspace(0.5 * P_c, 1.5 * P_c, n_P)
@@ -252,7 +293,7 @@ def phase_diagram(cfg: TheoryConfig, P_values, sigma_s_values=None, kappa_values
         lam_s, n_s = global_minimiser(P_values[None, :], kind, cfg, sigma_s=sigma_s_values[:, None])
         lam_k, n_k = global_minimiser(P_values[None, :], kind, cfg, kappa=kappa_values[:, None])
         lam_p, _ = global_minimiser(P_values, kind, cfg)
-        m_of = lambda x: order_parameters(x, kind, cfg.L)[0]  # noqa: E731
+        m_of = lambda x, kind=kind: order_parameters(x, kind, cfg.L, cfg.causal)[0]  # noqa: E731
         t = find_transition(kind, cfg)
         by_sigma = [find_transition(kind, cfg.replace(sigma_s=float(s))) for s in sigma_s_values]
         out[kind] = {
@@ -300,12 +341,12 @@ def fit_scaling(Ls, P_star) -> dict:
 def train_mse(lam, P, kind: str, cfg: TheoryConfig):
     """Mean-field training MSE per output entry of the posterior-mean readout at lambda:
     ``||Y - Z M^-1 Z^T Y||^2 / (PLV)`` with ``Z^T Z = n q I``, ``Y^T Z = n m I``."""
-    m, q = order_parameters(lam, kind, cfg.L)
+    m, q = order_parameters(lam, kind, cfg.L, cfg.causal)
     P = np.asarray(P, dtype=float)
-    n = P * cfg.L / cfg.V
+    n = P * cfg.targets / cfg.V
     k0 = cfg.kappa / cfg.sigma_w**2
     g = n / (k0 + n * q)
     # tr Y^T Y = PL; cross term 2 tr(Y^T Z M^-1 Z^T Y) = 2 V n m^2 g;
     # quadratic term tr(Y^T Z M^-1 Z^T Z M^-1 Z^T Y) = V (n m)^2 (n q) / (k0 + n q)^2 = V n m^2 q g^2
-    resid = P * cfg.L - 2 * cfg.V * n * m**2 * g + cfg.V * n * m**2 * q * g**2
-    return resid / (P * cfg.L * cfg.V)
+    resid = P * cfg.targets - 2 * cfg.V * n * m**2 * g + cfg.V * n * m**2 * q * g**2
+    return resid / (P * cfg.targets * cfg.V)

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_text, write_json
+from ..io import atomic_write_text, make_dir, write_json
 from .figures import save_figure
 
 CSS = """
@@ -86,7 +86,7 @@ class Report:
             self._md.append(markdown + "\n")
 
     def save(self) -> dict[str, Path]:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.out_dir)
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         md = f"# {self.title}\n\n_generated {stamp}_\n\n" + "\n".join(self._md)
         page = (

@@ -21,13 +21,16 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    import io
+
+    from ..io import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(buf, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt().close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

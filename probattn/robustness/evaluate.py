@@ -140,6 +140,9 @@ def evaluate_robustness(model, tokens: Tensor, config: RobustnessConfig = Robust
     return {
         "config": asdict(config),
         "windows": len(windows),
+        # which tokens the clean loss covers: the first ``clean_tokens`` targets of the split, in
+        # windows of block_size from its start (``probattn eval --max-tokens`` that many scores them too)
+        "clean_tokens": clean.tokens, "split_tokens": int(tokens.numel()), "block_size": T,
         "embedding_rms": rms,
         "clean": asdict(clean),
         "conditions": [{"kind": c.kind, "level": c.level, **asdict(c.scores), **c.change} for c in conditions],
@@ -159,4 +162,8 @@ def format_table(result: dict) -> str:
                      f"{r['delta_loss']:>+8.4f} {100 * r['rel_loss']:>+8.2f}% {r['delta_acc']:>+8.4f}")
     lines.append(f"{result['windows']} windows, embedding RMS {result['embedding_rms']:.4f}, "
                  f"seed {result['config']['seed']}")
+    if "clean_tokens" in result:
+        lines.append(f"clean loss over the first {result['clean_tokens']:,} of {result['split_tokens']:,} tokens "
+                     f"({result['windows']} windows of {result['block_size']} from the start; "
+                     f"`probattn eval --max-tokens {result['clean_tokens']}` scores the same tokens)")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_write_text, json_safe
+from ..io import append_text, atomic_write_text, json_safe
 
 __all__ = ["MetricsLogger", "atomic_write_text", "read_jsonl"]
 
@@ -71,8 +71,7 @@ class MetricsLogger:
             return
         record = json_safe(record)
         self.rows.append(record)
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.jsonl, json.dumps(record) + "\n")
         step = record.get("step", 0)
         split = record.get("split", "train")
         numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}

@@ -21,6 +21,7 @@ OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
     "barrier": "probattn.barrier.objective:BarrierObjective",
     "label_smoothed_ce": "probattn.nmt.task:LabelSmoothedCE",
+    "embedding_noise": "probattn.robustness.augment:EmbeddingNoiseObjective",
 }
 
 
@@ -28,7 +29,7 @@ def register_objective(name: str, target: str) -> None:
     OBJECTIVES[name] = target
 
 
-def build_objective(name: str, options: dict, model: nn.Module) -> "Objective":
+def build_objective(name: str, options: dict, model: nn.Module) -> Objective:
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; available: {', '.join(sorted(OBJECTIVES))}")
     module_name, cls_name = OBJECTIVES[name].split(":")
@@ -41,10 +42,14 @@ def build_objective(name: str, options: dict, model: nn.Module) -> "Objective":
 
 
 def token_metrics(logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
-    """Mean cross-entropy (nats), bits per token and next-token accuracy of one batch."""
-    flat = logits.reshape(-1, logits.size(-1)).float()
-    loss = F.cross_entropy(flat, targets.reshape(-1))
-    acc = (flat.argmax(-1) == targets.reshape(-1)).float().mean()
+    """Mean cross-entropy (nats), bits per token and next-token accuracy of one batch, over the
+    targets that are not -1 (as :meth:`GPT.forward`), in float32 or the logits' wider dtype."""
+    flat = logits.reshape(-1, logits.size(-1))
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
+    targets = targets.reshape(-1)
+    loss = F.cross_entropy(flat, targets, ignore_index=-1)
+    kept = targets != -1
+    acc = ((flat.argmax(-1) == targets) & kept).sum().to(flat.dtype) / kept.sum()  # no boolean indexing: no sync
     return {"loss": loss, "bits_per_token": loss / math.log(2), "acc": acc}
 
 

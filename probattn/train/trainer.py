@@ -27,8 +27,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import RandomWindows, build_tokenizer, fixed_eval_batches, load_corpus, tokenizer_from_dict
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..data import (
+    RandomWindows,
+    build_tokenizer,
+    fixed_eval_batches,
+    load_corpus,
+    tokenizer_from_dict,
+)
+from ..errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
+from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
 from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from .config import RunConfig
@@ -40,9 +47,9 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from ..io import atomic_write_text
 from .metrics import MetricsLogger
 from .objectives import Objective, build_objective
+from .runfolder import RunLock, clean_leftovers, describe_run, read_summary
 from .schedule import lr_at
 
 #: fields that may differ between a run and its resumption (they do not change the arithmetic)
@@ -56,13 +63,13 @@ RESUMABLE_CHANGES = {
 class Callback:
     """Hooks into the loop; every method is optional."""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
 
-    def on_after_backward(self, trainer: "Trainer", step: int) -> dict[str, float] | None: ...
+    def on_after_backward(self, trainer: Trainer, step: int) -> dict[str, float] | None: ...
 
-    def on_eval(self, trainer: "Trainer", step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> dict[str, float] | None: ...
 
-    def on_step_end(self, trainer: "Trainer", step: int, record: dict[str, Any]) -> None: ...
+    def on_step_end(self, trainer: Trainer, step: int, record: dict[str, Any]) -> None: ...
 
 
 class LMTask:
@@ -73,7 +80,7 @@ class LMTask:
     ``tokens_per_step`` on the trainer, and builds the model; ``x`` may be a tuple of tensors.
     """
 
-    def prepare(self, trainer: "Trainer", meta: dict | None) -> None:
+    def prepare(self, trainer: Trainer, meta: dict | None) -> None:
         cfg = trainer.config
         corpus = load_corpus(cfg.data.corpus, cfg.data.data_dirs, cfg.data.valid_data,
                              cfg.data.train_fraction, cfg.data.download)
@@ -122,7 +129,9 @@ class TrainResult:
     best_val_loss: float
     final: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
+    timed_steps: int = 0
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -155,7 +164,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False,
                  overwrite: bool = False, callbacks: list[Callback] | tuple = (),
-                 progress: bool = True, task=None):
+                 progress: bool = True, task=None, announce: bool = False):
         self.config = config
         self.task = task if task is not None else LMTask()
         self.run_dir = Path(run_dir)
@@ -163,6 +172,7 @@ class Trainer:
         self.overwrite = overwrite
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.announce = announce  # print what is about to happen before the first step
         self._stop_requested = False
         self._replace_old_run = False
         self.dist = env_dist_info()
@@ -184,28 +194,69 @@ class Trainer:
         self.device = resolve_device(self.config.train.device, self.dist)
         init_distributed(self.dist, self.device)
         try:
-            with self._signals():
+            with self._signals(), self._run_folder():
                 return self._fit()
         finally:
             shutdown_distributed()
 
+    @contextlib.contextmanager
+    def _run_folder(self):
+        """The main process holds the folder's lock for the whole run and tidies it first."""
+        if not self.dist.is_main:
+            yield
+            return
+        check_output_dir(self.run_dir)
+        with RunLock(self.run_dir):
+            removed = clean_leftovers(self.run_dir)
+            if removed and self.announce:
+                print(f"removed {len(removed)} temporary file(s) left by an interrupted write in {self.run_dir}")
+            yield
+
     # -- set-up --------------------------------------------------------------------------------
     def _prepare_run_dir(self) -> dict | None:
-        """Check the folder; return the checkpoint meta to resume from (or None)."""
+        """Check the folder; return the checkpoint meta to resume from (or None).
+
+        Every refusal says what the folder holds (from summary.json) and how to go on; nothing
+        in it is changed.
+        """
+        check_output_dir(self.run_dir)
+        summary = read_summary(self.run_dir)
+        state = describe_run(summary)
+        status = (summary or {}).get("status")
         if self.resume:
+            if status == "diverged" and self.last_checkpoint.exists():
+                # same configuration, same batches, same RNG: the same steps would diverge again
+                raise CheckpointError(
+                    f"not resuming: the run in {self.run_dir} {state}, and resuming repeats the same steps; "
+                    "start again with --overwrite (e.g. with a lower --lr)")
             if not self.last_checkpoint.exists():
-                raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist")
+                if status == "diverged":
+                    raise CheckpointError(
+                        f"nothing to resume: the run in {self.run_dir} {state} before its first checkpoint; "
+                        "start again with --overwrite (e.g. with a lower --lr)")
+                raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist; "
+                                      "start a new run with --overwrite (or without --resume)")
             meta, self._resume_payload = load_checkpoint(self.last_checkpoint)
             diffs = config_differences(meta["config"], self.config.to_dict())
             if diffs:
                 raise ConfigError("cannot resume with a different configuration: " + "; ".join(diffs[:4]))
+            saved, wanted = int(meta["step"]), self.config.train.max_steps
+            if saved >= wanted:
+                done = f"the run in {self.run_dir} {state}" if status == "finished" else \
+                    f"the checkpoint of {self.run_dir} is at step {saved}"
+                raise ConfigError(f"nothing to resume: {done} and --max-steps is {wanted}; its results "
+                                  f"are kept; pass --max-steps above {saved} to train further")
             return meta
         if self.last_checkpoint.exists() or self.best_checkpoint.exists():
             if not self.overwrite:
-                raise ConfigError(
-                    f"{self.run_dir} already holds a run; pass --resume to continue it or "
-                    "--overwrite to start again"
-                )
+                if status == "finished":
+                    way = f"--resume --max-steps N (N > {summary.get('step')}) to train further, "
+                elif status == "diverged" or not self.last_checkpoint.exists():
+                    way = ""
+                else:
+                    way = "--resume to continue it, "
+                raise ConfigError(f"{self.run_dir} already holds a run ({state}); pass {way}--overwrite "
+                                  "to start again, or choose another --out")
             self._replace_old_run = True  # removed only once the new run is fully set up
         return None
 
@@ -243,6 +294,7 @@ class Trainer:
             self.train_module = DistributedDataParallel(self.train_module, device_ids=ids)
         if self._replace_old_run and self.dist.is_main:
             shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+            (self.run_dir / "summary.json").unlink(missing_ok=True)
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main,
                                     resume_step=self.start_step if meta else None,
                                     tensorboard=t.tensorboard, wandb_project=t.wandb_project,
@@ -257,10 +309,7 @@ class Trainer:
                   if p.requires_grad]
         seen: set[int] = set()
         unique = [p for p in params if not (id(p) in seen or seen.add(id(p)))]  # tied weights once
-        decay = [p for p in unique if p.dim() >= 2]
-        no_decay = [p for p in unique if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": t.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = weight_decay_groups(unique, (self.model, self.objective), t.weight_decay)
         extra = {"fused": True} if self.device.type == "cuda" else {}
         return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), **extra)
 
@@ -459,25 +508,29 @@ class Trainer:
         self._last_saved_step = self.start_step
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._objective_keys: set[str] = set()
+        if self.announce and self.dist.is_main:
+            print(self.plan(), flush=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         bar = tqdm(total=t.max_steps, initial=self.start_step, disable=not (self.progress and self.dist.is_main),
                    dynamic_ncols=True, desc=f"train {self.run_dir.name}", unit="step")
         last_eval: dict[str, float] = {}
-        if self.start_step == 0:
-            last_eval = self._evaluate_and_log(0)
         step = self.start_step
         interrupted = False
+        timer = Throughput(self.tokens_per_step)
         window_tokens, window_start = 0, time.perf_counter()
-        run_tokens, run_start = 0, time.perf_counter()
-        self.model.train()
-        self.objective.train()
+        failed = False
         try:
+            if self.start_step == 0:
+                last_eval = self._evaluate_and_log(0)
+            self.model.train()
+            self.objective.train()
+            timer.start()
             while step < t.max_steps:
                 record = self._train_step(step)
                 step += 1
+                timer.step(self.device)
                 window_tokens += self.tokens_per_step
-                run_tokens += self.tokens_per_step
                 if step % t.log_interval == 0 or step == t.max_steps:
                     record = self._global_record(record)
                     elapsed = time.perf_counter() - window_start
@@ -498,19 +551,94 @@ class Trainer:
                 if stop and step < t.max_steps:
                     interrupted = True
                     break
+        except TrainingDiverged as e:
+            failed = True
+            self._write_summary("diverged", step, last_eval, timer, diverged_at=step + 1, error=str(e),
+                                last_checkpoint_step=self._last_saved_step if self.last_checkpoint.exists() else None)
+            raise TrainingDiverged(f"{e}; metrics and summary.json are kept in {self.run_dir}: start again "
+                                   "with --overwrite (e.g. with a lower --lr or --grad-clip)") from None
+        except BaseException:
+            failed = True
+            raise
         finally:
             bar.close()
-            self.logger.close()
-        throughput = run_tokens / max(time.perf_counter() - run_start, 1e-9)
+            try:
+                self.logger.close()
+            except OutputError:
+                if not failed:  # the first failure is the one to report
+                    raise
         result = TrainResult(run_dir=self.run_dir, step=step, best_val_loss=self.best_val_loss,
-                             final=last_eval, interrupted=interrupted, tokens_per_s=throughput)
-        if self.dist.is_main:
-            summary = {"step": step, "best_val_loss": self.best_val_loss, "final": last_eval,
-                       "interrupted": interrupted, "tokens_per_s": throughput,
-                       "params": self.model.num_params(), "device": str(self.device),
-                       "world_size": self.dist.world_size}
-            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+                             final=last_eval, interrupted=interrupted, tokens_per_s=timer.rate(),
+                             timed_steps=timer.timed_steps)
+        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer)
         return result
+
+    def plan(self) -> str:
+        """One paragraph before the first step: what is trained, on what, where it goes."""
+        m, t = self.model_config, self.config.train
+        start = f"resuming at step {self.start_step} of {t.max_steps}" if self.start_step else f"{t.max_steps} steps"
+        procs = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
+        keys = ("n_layer", "n_head", "n_embd", "block_size")
+        shape = (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}"
+                 if all(hasattr(m, k) for k in keys) else type(m).__name__)
+        c = getattr(self, "corpus", None)  # the language-model task's text; other tasks name their own
+        data = (f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
+                f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens)" if c is not None
+                else f"task {type(self.task).__name__}")
+        per_step = (f"{t.batch_size * t.grad_accum} x {m.block_size} tokens" if hasattr(m, "block_size")
+                    else f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens")
+        n = self.model.num_params()
+        size = f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}"
+        return (f"train: {size} parameters ({shape}, "
+                f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
+                f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
+
+    def _write_summary(self, status: str, step: int, last_eval: dict, timer: Throughput, **extra) -> None:
+        if not self.dist.is_main:
+            return
+        summary = {"status": status, "step": step,
+                   "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+                   "final": last_eval, "interrupted": status == "interrupted",
+                   "tokens_per_s": timer.rate_or_none(), "timed_steps": timer.timed_steps,
+                   "params": self.model.num_params(), "device": str(self.device),
+                   "world_size": self.dist.world_size, **extra}
+        write_json(self.run_dir / "summary.json", summary)
+
+
+class Throughput:
+    """Training tokens per second after a warm-up (first steps pay for allocation and
+    compilation); not reported at all when too few steps were timed to mean anything."""
+
+    WARMUP_STEPS = 5
+    MIN_TIMED_STEPS = 20
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.steps = 0
+        self.timed_steps = 0
+        self._t0: float | None = None
+
+    def start(self) -> None:
+        self.steps = 0
+
+    def step(self, device: torch.device) -> None:
+        self.steps += 1
+        if self.steps == self.WARMUP_STEPS:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self._t0 = time.perf_counter()
+        elif self.steps > self.WARMUP_STEPS:
+            self.timed_steps += 1
+            self._t1 = time.perf_counter()
+
+    def rate_or_none(self) -> float | None:
+        if self.timed_steps < self.MIN_TIMED_STEPS or self._t0 is None:
+            return None
+        return self.timed_steps * self.tokens_per_step / max(self._t1 - self._t0, 1e-9)
+
+    def rate(self) -> float:
+        r = self.rate_or_none()
+        return math.nan if r is None else r
 
 
 def reduce_metric(name: str, values: list[float]) -> float:
@@ -519,6 +647,16 @@ def reduce_metric(name: str, values: list[float]) -> float:
     if name.startswith("max_"):
         return max(values)
     return sum(values) / len(values)
+
+
+def weight_decay_groups(params: list[nn.Parameter], modules, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: matrices decay; gains, biases and vectors do not, nor any parameter a
+    submodule lists in ``no_weight_decay_parameters()`` (daGPAM's W_Q- with w_q_neg_decay=false)."""
+    exempt = {id(p) for m in modules for sub in m.modules()
+              for p in (sub.no_weight_decay_parameters() if hasattr(sub, "no_weight_decay_parameters") else ())}
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in exempt]
+    no_decay = [p for p in params if p.dim() < 2 or id(p) in exempt]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def query_grad_norms(model: GPT) -> dict[str, float]:

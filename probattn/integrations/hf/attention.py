@@ -18,7 +18,6 @@ queries than keys (and more than one query) is refused: the alignment would be a
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -135,11 +134,6 @@ def use_probattn_attention(model: nn.Module, attention: str = "softmax",
 
 # -- masks -------------------------------------------------------------------------------------
 
-def mechanism_takes_masks(mechanism: nn.Module) -> bool:
-    """Whether this probattn version's mechanisms accept ``attn_mask`` (padding, sliding windows)."""
-    return "attn_mask" in inspect.signature(mechanism.forward).parameters
-
-
 def allowed_from_mask(mask: Tensor) -> Tensor:
     """Boolean "may attend" from transformers' boolean or additive (0 / very negative) masks."""
     if mask.dtype == torch.bool:
@@ -230,11 +224,8 @@ def probattn_attention_forward(module: nn.Module, query: Tensor, key: Tensor, va
     need = weights_requested(kwargs)
     if allowed is None:
         y, weights = mechanism(query, key, value, need_weights=need)
-    elif mechanism_takes_masks(mechanism):
+    else:  # transformers' mask already holds causality, padding and any window
         y, weights = mechanism(query, key, value, need_weights=need, causal=False, attn_mask=allowed)
-    else:
-        raise ConfigError("this batch needs an attention mask (padding or a sliding window), which this "
-                          "version's probattn mechanisms do not take")
     if weights is not None and weights.shape[-1] < t_k:  # report weights over every key slot
         weights = F.pad(weights, (0, t_k - weights.shape[-1]))
     return y.transpose(1, 2).contiguous(), weights

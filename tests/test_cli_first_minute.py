@@ -1,0 +1,98 @@
+"""Class: a person's first minute. What training is about to do, what every flag means and
+defaults to, a preset's resolved config without training, and a readable support-token view."""
+
+import json
+
+import pytest
+import torch
+
+from probattn.barrier.support import TextMargins
+from probattn.barrier.view import SUPPORT_STYLE, _colour, coloured_text_html, contrast, text_colour
+from probattn.cli import build_parser
+from probattn.train import PRESETS, preset_config
+
+from .cli_cases import one_error_line, run_cli, snapshot
+
+FLAGS = ["--preset", "tiny", "--n-layer", "1", "--n-embd", "16", "--batch-size", "2", "--eval-batches", "1",
+         "--max-steps", "4", "--eval-interval", "2", "--no-progress"]
+
+
+def test_training_says_what_it_is_about_to_do_before_the_first_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, _ = run_cli(["train", *FLAGS, "--out", run], capsys)
+    first, *rest = out.splitlines()
+    assert code == 0 and rest[-1].startswith("done: 4 steps")
+    for words in (" parameters (1 layers, 2 heads, width 16, context 32", "data default (",
+                  "char tokenizer", "device cpu", "4 steps of 2 x 32 tokens, seed 1337", f"-> {run}"):
+        assert words in first, (words, first)
+    code, out, _ = run_cli(["train", "--resume", "--out", run, "--max-steps", "6", "--no-progress"], capsys)
+    assert "resuming at step 4 of 6" in out.splitlines()[0]
+
+
+def _train_parser():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["train"]
+
+
+def test_every_train_flag_says_what_it_means_and_its_default(capsys):
+    actions = [a for a in _train_parser()._actions if a.dest.startswith("cfg__")]
+    assert len(actions) >= 35
+    quick = preset_config("quick").to_dict()
+    for a in actions:
+        meaning, _, default = a.help.rpartition(" (default: ")
+        assert len(meaning) > 8 and default.endswith(")"), a.option_strings
+        _, section, name = a.dest.split("__")
+        value = quick[section][name]
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            assert default[:-1] == str(value), (a.option_strings, default)
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    assert code == 0 and "gradient-norm clipping threshold (0 disables clipping) (default: 1.0)" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("args, section, key, expected", [
+    (["--preset", "quick"], "train", "max_steps", 600),
+    (["--preset", "shakespeare-char"], "model", "n_embd", 384),
+    (["--preset", "tiny", "--lr", "0.01"], "train", "lr", 0.01),
+    (["--attention", "gpam", "--attention-option", "lam=0.5"], "model", "attention_options", {"lam": 0.5}),
+])
+def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path, monkeypatch, capsys, args, section,
+                                                                   key, expected):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    code, out, err = run_cli(["train", *args, "--print-config"], capsys)
+    assert code == 0 and err == ""
+    config = json.loads(out)
+    assert config[section][key] == expected
+    preset = args[1] if args[0] == "--preset" else "quick"
+    assert config["preset"] == preset and set(config) == {"model", "train", "data", "preset"}
+    assert snapshot(tmp_path) == before
+
+
+def test_print_config_matches_every_preset(capsys):
+    for name in PRESETS:
+        code, out, _ = run_cli(["train", "--preset", name, "--print-config"], capsys)
+        assert code == 0 and json.loads(out) == json.loads(preset_config(name).to_json())
+    code, _, err = run_cli(["train", "--print-config", "--grad-clip", "nan"], capsys)
+    assert code == 2 and "--grad-clip" in one_error_line(err)
+
+
+def test_support_token_colours_keep_text_readable():
+    # every colour the view can use, including both dark ends of the map
+    for i in range(101):
+        bg = _colour(i / 100, 0.0, 1.0)
+        assert contrast(bg, text_colour(bg)) >= 4.5, bg
+    assert text_colour(_colour(0.0, 0, 1)) == "#ffffff" and text_colour(_colour(0.5, 0, 1)) == "#000000"
+
+
+def test_adjacent_support_tokens_stay_distinguishable():
+    tokens = list("abcde")
+    tm = TextMargins(text="abcde", tokens=tokens, margins=torch.tensor([float("nan"), 0.1, 0.2, 3.0, 5.0]),
+                     per_layer=torch.zeros(1, 1, 5), argmin_layer=torch.zeros(5, dtype=torch.long),
+                     source="layers", mask="strict", values=False)
+    page = coloured_text_html(tm, torch.tensor([1, 2]))
+    spans = page.split("<span")[1:]
+    assert len(spans) == 5
+    assert [SUPPORT_STYLE in s for s in spans] == [False, True, True, False, False]
+    assert "margin:0 2px" in SUPPORT_STYLE  # a gap between neighbours, each framed on its own
+    assert all("color:#" in s for s in spans)
