@@ -34,7 +34,8 @@ def test_parse_line_pairs_sub_entries_and_alternatives():
     # alternatives pair one-to-one when both sides list as many; else the first of each
     assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[2])] == [
         ("Hund", "dog"), ("Köter", "cur"), ("Der Hund schläft.", "The dog sleeps.")]
-    assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[3])] == [("alt", "old"), ("ein alter Mann", "an old man")]
+    assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[3])] == [
+        ("alt", "old"), ("ein alter Mann", "an old man")]
     assert parse_line(LINES.splitlines()[4]) == []  # sides with different sub-entry counts
     assert parse_line(LINES.splitlines()[5]) == []  # placeholders
     assert parse_line("# Version :: 1") == [] and parse_line("") == []

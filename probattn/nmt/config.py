@@ -12,8 +12,8 @@ from ..model.seq2seq_config import Seq2SeqConfig
 from ..train.config import TrainConfig
 from .subword import KINDS
 
-TASK = "nmt"
-SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_smoothing": 0.1}}  # written into config.json: what tells a translation run from a language-model run
+TASK = "nmt"  # written into config.json: what tells a translation run from a language-model run
+SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_smoothing": 0.1}}
 
 
 @dataclass(frozen=True)
