@@ -154,7 +154,8 @@ def main() -> None:
         "beam": args.beam, "decode_len": args.decode_len,
         "sentences_per_s": {f"{k} {'cache' if c else 'no cache'}": args.decode_sentences / t
                             for (k, c), t in dec_times.items()},
-        "cache_speedup": {k: dec_times[(k, False)] / dec_times[(k, True)] for k in ("probattn softmax", "probattn gpam")},
+        "cache_speedup": {k: dec_times[(k, False)] / dec_times[(k, True)]
+                          for k in ("probattn softmax", "probattn gpam")},
     }
     print(f"device: {result['device']}")
     print(f"config: {result['config']}")

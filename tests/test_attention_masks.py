@@ -59,7 +59,8 @@ SETTINGS = {
     "causal-left-padded": (True, 7, 7, lambda: key_padding([7, 4], 7, left=True)),
     "noncausal-padded": (False, 7, 7, lambda: key_padding([5, 2], 7)),
     "cross-padded": (False, 5, 9, lambda: key_padding([9, 3], 9)),
-    "per-head-with-empty-rows": (False, 5, 6, lambda: torch.rand(B, H, 5, 6, generator=torch.Generator().manual_seed(1)) > 0.6),
+    "per-head-with-empty-rows": (False, 5, 6,
+                                 lambda: torch.rand(B, H, 5, 6, generator=torch.Generator().manual_seed(1)) > 0.6),
     "query-and-key-padding": (True, 6, 6, lambda: key_padding([6, 3], 6).transpose(-1, -2) & key_padding([6, 3], 6)),
 }
 

@@ -34,7 +34,8 @@ def test_parse_line_pairs_sub_entries_and_alternatives():
     # alternatives pair one-to-one when both sides list as many; else the first of each
     assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[2])] == [
         ("Hund", "dog"), ("Köter", "cur"), ("Der Hund schläft.", "The dog sleeps.")]
-    assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[3])] == [("alt", "old"), ("ein alter Mann", "an old man")]
+    assert [(p.de, p.en) for p in parse_line(LINES.splitlines()[3])] == [
+        ("alt", "old"), ("ein alter Mann", "an old man")]
     assert parse_line(LINES.splitlines()[4]) == []  # sides with different sub-entry counts
     assert parse_line(LINES.splitlines()[5]) == []  # placeholders
     assert parse_line("# Version :: 1") == [] and parse_line("") == []
@@ -117,6 +118,11 @@ def test_collate_and_length_windows():
     b.generator.set_state(state)
     assert torch.equal(b.next()[1], nxt[1])  # resumable from the generator state
     assert all(x[0][0].shape[1] - (x[0][0] != PAD).sum(1).min() <= 4 for x in first)  # length-homogeneous
+    # equal lengths come in a seeded random order, not the corpus order (neighbouring entries)
+    same_length = [([4, 4], [i]) for i in range(200)]
+    order = [t[0] for _, t in LengthWindows(same_length, 4, seed=0).pairs]
+    assert sorted(order) == list(range(200)) and order != list(range(200))
+    assert order == [t[0] for _, t in LengthWindows(same_length, 4, seed=0).pairs]
 
 
 def test_label_smoothed_ce_against_a_direct_formula():

@@ -28,6 +28,7 @@ NOT_RUN = {
     "python benchmarks/": "benchmarks take minutes each and are not CLI commands",
     "torchrun": "8 processes on a GPU machine",
     "--preset shakespeare-char": "GPU scale (11.6 s per step on CPU)",
+    "nmt": "the translation lines need the Ding dictionary installed (make nmt-data) and minutes per run",
 }
 TRIAL_STEPS, TRIAL_RESUME_STEPS = 20, 30  # the README's own trial caps
 
@@ -95,6 +96,8 @@ def test_every_readme_line_parses_and_no_two_meet_in_one_folder(capsys):
                 assert out not in trained or args.overwrite, \
                     f"{line!r} would land in {out}, already filled by {trained[out]!r}"
             trained[out] = line
+        if args.command == "train-nmt":  # translation runs: the folder is what later lines read
+            trained[str(Path(args.out or f"runs/nmt-{args.preset or 'quick'}"))] = line
         run = getattr(args, "run", None)
         if run is not None:
             assert str(Path(run)) in trained, f"{line!r} reads {run}, which no earlier line trained"

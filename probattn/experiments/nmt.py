@@ -187,7 +187,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         scores: dict[str, dict[int, dict]] = {}
         hyps: dict[str, dict[int, list[str]]] = {}
         refs: list[str] = []
-        for key, (label, over) in variants.items():
+        for key, (_label, over) in variants.items():
             for seed in seeds:
                 cfg = nmt_overrides(normed, {"model": over, "train": {"seed": seed}})
                 run_dir = train_or_reuse(cfg, out / key / f"seed{seed}", ctx)

@@ -45,7 +45,8 @@ def metrics(pretokenized: bool = False) -> dict:
     return {
         "bleu": (BLEU(), same),
         "chrf": (CHRF(), same),
-        "bleu_tok_lc": (BLEU(tokenize="none", lowercase=True), same if pretokenized else _tokenize_13a),
+        "bleu_tok_lc": (BLEU(tokenize="none", lowercase=True, force=True),  # tokenized on purpose
+                        same if pretokenized else _tokenize_13a),
     }
 
 
@@ -76,7 +77,7 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: Sequenc
     out = {}
     for name, (metric, prep) in metrics(pretokenized).items():
         sa, sb = sentence_stats(metric, prep, hyps_a, refs), sentence_stats(metric, prep, hyps_b, refs)
-        full = lambda s: metric._compute_score_from_stats(list(s.sum(0))).score  # noqa: E731
+        full = lambda s, metric=metric: metric._compute_score_from_stats(list(s.sum(0))).score  # noqa: E731
         deltas = np.empty(n)
         for i, idx in enumerate(samples):
             deltas[i] = full(sb[idx]) - full(sa[idx])

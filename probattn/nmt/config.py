@@ -12,8 +12,8 @@ from ..model.seq2seq_config import Seq2SeqConfig
 from ..train.config import TrainConfig
 from .subword import KINDS
 
-TASK = "nmt"
-SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_smoothing": 0.1}}  # written into config.json: what tells a translation run from a language-model run
+TASK = "nmt"  # written into config.json: what tells a translation run from a language-model run
+SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_smoothing": 0.1}}
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,13 @@ NMT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       eval_batches=2, log_interval=5, weight_decay=0.0, beta2=0.98),
         "data": dict(max_words=8, max_train_pairs=3000, vocab_size=500),
     },
-    # 2 CPU cores: short pairs (sentences and phrases of <= 8 words), a small model and vocabulary
+    # 2 CPU cores: the dictionary's example sentences of <= 8 words (the phrase pairs, 96% of the
+    # pairs, made the model memorise headwords: BLEU 0.02 with them, 2.9 without), a small model
     "quick": {
         "model": dict(n_enc_layer=3, n_dec_layer=3, n_head=4, n_embd=128, ffn=512, max_len=32, dropout=0.1),
-        "train": dict(max_steps=3000, batch_size=64, lr=2e-3, min_lr=2e-5, warmup_steps=200, eval_interval=500,
+        "train": dict(max_steps=1200, batch_size=64, lr=2e-3, min_lr=2e-5, warmup_steps=200, eval_interval=400,
                       eval_batches=20, log_interval=50, weight_decay=0.0001, beta2=0.98),
-        "data": dict(max_words=8, vocab_size=4000),
+        "data": dict(max_words=8, vocab_size=2000, phrases=False),
     },
     # fairseq's transformer_iwslt_de_en (6+6 layers, 512 wide, 4 heads, FFN 1024), for a GPU
     "paper": {

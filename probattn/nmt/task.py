@@ -2,8 +2,9 @@
 
 A batch is ``x = (src, tgt_in)``, ``y = tgt_out``: the source ends in EOS, the decoder input
 starts with BOS, the targets are the decoder input shifted by one and end in EOS; all right-padded
-with PAD (0). Training batches are windows of consecutive pairs in (source, target) length order
-starting at a random pair: little padding, one seeded generator (resumable like the LM's windows).
+with PAD (0). Training batches are windows of consecutive pairs in (source, target) length order (ties in a
+seeded random order) starting at a random pair: little padding, one seeded generator (resumable
+like the LM's windows).
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ class LengthWindows:
     def __init__(self, pairs: Encoded, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if len(pairs) < batch_size:
             raise DataError(f"only {len(pairs)} training pairs for a batch of {batch_size}")
-        self.pairs = sorted(pairs, key=lambda p: (len(p[0]), len(p[1])))
+        # ties in length are broken at random (seeded): a stable sort would keep the corpus order,
+        # and windows of neighbouring dictionary entries (one headword family) make poor batches
+        shuffled = list(pairs)
+        random.Random(seed).shuffle(shuffled)
+        self.pairs = sorted(shuffled, key=lambda p: (len(p[0]), len(p[1])))
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
