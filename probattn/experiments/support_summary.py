@@ -220,6 +220,12 @@ def summarize(out: Path) -> dict[str, Any]:
                 v["vs_controls"][ctl] = {"seeds": common,
                                          "cost_difference": interval_summary([a[s][0] - b[s][0] for s in common]),
                                          "gain_difference": interval_summary([a[s][1] - b[s][1] for s in common])}
+        # the figure's numbers: margin statistics over training, mean and std over seeds
+        cs["margins_over_training"] = {
+            name: {src: {key: dict(zip(("steps", "mean", "std"), tracker_curves(runs, src, key)))
+                         for key in ("q0.05", "q0.5", "mean", "share_det<1", "share_det<0.5")}
+                   for src in ("prior", "layers")}
+            for name, runs in variants.items()}
         cs["support"] = {}
         for name in ("baseline", "barrier lam=0.05", "barrier lam=0.2"):
             if name in variants and len(variants[name]) >= 2:
