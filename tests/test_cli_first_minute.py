@@ -47,7 +47,8 @@ def test_every_train_flag_says_what_it_means_and_its_default(capsys):
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             assert default[:-1] == str(value), (a.option_strings, default)
     code, out, _ = run_cli(["train", "--help"], capsys)
-    assert code == 0 and "gradient-norm clipping threshold (0 disables clipping) (default: 1.0)" in " ".join(out.split())
+    expected = "gradient-norm clipping threshold (0 disables clipping) (default: 1.0)"
+    assert code == 0 and expected in " ".join(out.split())
 
 
 @pytest.mark.parametrize("args, section, key, expected", [

@@ -60,7 +60,8 @@ REFUSED_ON_FINISHED = [
 ]
 
 
-@pytest.mark.parametrize("extra, message", REFUSED_ON_FINISHED, ids=[" ".join(e) or "rerun" for e, _ in REFUSED_ON_FINISHED])
+@pytest.mark.parametrize("extra, message", REFUSED_ON_FINISHED,
+                         ids=[" ".join(e) or "rerun" for e, _ in REFUSED_ON_FINISHED])
 def test_a_finished_run_is_kept_and_the_way_on_is_named(finished, tmp_path, capsys, extra, message):
     run = _copy(finished, tmp_path / "run")
     before = snapshot(run)

@@ -100,7 +100,8 @@ def test_eval_robust_cli(run_dir, tmp_path, capsys):
     assert data["split"] == "valid" and len(data["conditions"]) == 4
 
 
-@pytest.mark.parametrize("argv,needle", [(["--rates", "1.5"], "rates"), (["--sigmas", "-1"], "--sigmas must be a positive")])
+@pytest.mark.parametrize("argv,needle", [(["--rates", "1.5"], "rates"),
+                                         (["--sigmas", "-1"], "--sigmas must be a positive")])
 def test_eval_robust_bad_input(run_dir, tmp_path, capsys, argv, needle):
     code = main(["eval-robust", "--run", str(run_dir), *argv, "--json", str(tmp_path / "x.json")])
     err = capsys.readouterr().err

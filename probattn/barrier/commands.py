@@ -31,17 +31,20 @@ def add_commands(sub) -> None:
                    help="strict: the paper's map (s < t); inclusive: the GPT's own mask (s <= t)")
     p.add_argument("--values", action="store_true", help="include each layer's value/output map")
     pick = p.add_mutually_exclusive_group()
-    pick.add_argument("--top", type=number(POSITIVE_INT), default=None, help="support tokens = the K smallest margins (default 10)")
+    pick.add_argument("--top", type=number(POSITIVE_INT), default=None,
+                      help="support tokens = the K smallest margins (default 10)")
     pick.add_argument("--quantile", type=number(UNIT_OPEN), default=None, help="... or those at or below this quantile")
     p.add_argument("--slide", action="store_true",
                    help="score a text longer than the context in windows (stride block_size/2)")
-    p.add_argument("--delta", type=number(POSITIVE), default=None, help="margin smoothing (default: the run's, else 0.01)")
+    p.add_argument("--delta", type=number(POSITIVE), default=None,
+                   help="margin smoothing (default: the run's, else 0.01)")
     p.add_argument("--out", default=None, help="output folder (default RUN/support-tokens)")
     p.set_defaults(func=cmd_support_tokens)
 
     p = sub.add_parser("eval-robust", help="clean vs perturbed loss, bits/char and accuracy of a run")
     _model_source(p)
-    p.add_argument("--block-size", type=number(POSITIVE_INT), default=128, help="context of each window with --hf-model")
+    p.add_argument("--block-size", type=number(POSITIVE_INT), default=128,
+                   help="context of each window with --hf-model")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))

@@ -32,7 +32,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=number(SEED), default=0, help="initialisation seed for --attention")
     p.add_argument("--data-dir", action="append", default=None, help="folder searched for named corpora")
     p.add_argument("--sequences", type=number(POSITIVE_INT), default=4, help="validation windows to average over")
-    p.add_argument("--layer", type=number(NON_NEGATIVE_INT), default=None, help="layer whose attention map is drawn (default middle)")
+    p.add_argument("--layer", type=number(NON_NEGATIVE_INT), default=None,
+                   help="layer whose attention map is drawn (default middle)")
     p.add_argument("--lam-sweep", default=None,
                    help="comma-separated lam+ values: faithfulness test (gpam stack, lam- fixed to --lam-neg)")
     p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=1.0)

@@ -351,7 +351,7 @@ def figures(report, spec, setting, seeds, evaluations, conds) -> None:
 
 
 def support_section(report, spec, data, seeds) -> None:
-    report.heading("Support tokens of held-out text (seed %d)" % seeds[0], 3)
+    report.heading(f"Support tokens of held-out text (seed {seeds[0]})", 3)
     names = list(data["run_dirs"])
     shown_names = [names[0], names[min(2, len(names) - 1)]]
     for name in shown_names:
