@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from probattn.phase.diagnostics import summary
+    from probattn.phase.convergence import summary
     from probattn.phase.posterior import CopyPosterior, copy_state
     from probattn.phase.samplers import hmc, mala
     from probattn.phase.task import make_copy_task

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from probattn.phase.diagnostics import summary
+from probattn.phase.convergence import summary
 from probattn.phase.model import attention_rows, order_parameters
 from probattn.phase.posterior import CopyPosterior, copy_state
 from probattn.phase.samplers import hmc

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.diagnostics import ess_rhat, summary
+from probattn.phase.convergence import ess_rhat, summary
 from probattn.phase.samplers import DualAveraging, hmc, mala
 
 from .conftest import needs

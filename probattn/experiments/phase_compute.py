@@ -12,7 +12,7 @@ import torch
 from ..phase import entropy as en
 from ..phase import scaling as sc
 from ..phase import theory as th
-from ..phase.diagnostics import ess_rhat
+from ..phase.convergence import ess_rhat
 from ..phase.diagram import Grid, two_parameter_diagram
 from ..phase.dsweep import sample_free_entries
 from ..phase.factored import FactoredPosterior, factored_transition

@@ -8,7 +8,7 @@ the pooled variance of all chains over doubling windows. The step size is jitter
 and per iteration (x U[0.8, 1.2]) so that a fixed number of leapfrog steps does not resonate.
 
 This is not NUTS: for that use the NumPyro reference (probattn.phase.nuts). Diagnostics
-(ESS, R-hat) come from ArviZ (probattn.phase.diagnostics).
+(ESS, R-hat) come from ArviZ (probattn.phase.convergence).
 """
 
 from __future__ import annotations
