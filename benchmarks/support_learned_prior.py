@@ -17,7 +17,8 @@ initial W; (b) the fixed reference prior's margins on this model's embeddings (d
 move?); (c) the share of the penalty gradient's norm that reaches the model rather than W;
 (d) clean cost and damage gain at noise 0.5 and 1 x RMS against the baseline.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/support_learned_prior.py --out docs/results/support-learned-prior.json
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/support_learned_prior.py \
+        --out docs/results/support-learned-prior.json
 """
 
 from __future__ import annotations
@@ -70,10 +71,18 @@ class Keep(Callback):
         if prior is None:
             return None
         with torch.no_grad():
-            t = trainer.objective.prior.terms(trainer.model.embed(self.probe), trainer.objective.delta,
-                                              form=trainer.objective.form)
-        self.rows.append({"step": step, "penalty_value": float(t.value), "mean_margin": float(t.margins.mean()),
-                          "w_q_norm": float(prior.w_q.detach().norm()), "w_k_norm": float(prior.w_k.detach().norm())})
+            t = trainer.objective.prior.terms(
+                trainer.model.embed(self.probe), trainer.objective.delta, form=trainer.objective.form
+            )
+        self.rows.append(
+            {
+                "step": step,
+                "penalty_value": float(t.value),
+                "mean_margin": float(t.margins.mean()),
+                "w_q_norm": float(prior.w_q.detach().norm()),
+                "w_k_norm": float(prior.w_k.detach().norm()),
+            }
+        )
         return None
 
 
@@ -96,44 +105,73 @@ def gradient_share(objective, model, x) -> float:
 
 
 def run(args) -> dict:
-    base_cfg = apply_overrides(preset_config("quick"), {
-        "model": {"n_layer": 2, "n_head": 4, "n_embd": args.width, "block_size": 64, "dropout": 0.0},
-        "train": {"max_steps": args.steps, "batch_size": 32, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 30,
-                  "eval_interval": 50, "eval_batches": 2, "log_interval": 50, "device": "cpu"},
-        "data": {"corpus": "default"}})
+    base_cfg = apply_overrides(
+        preset_config("quick"),
+        {
+            "model": {"n_layer": 2, "n_head": 4, "n_embd": args.width, "block_size": 64, "dropout": 0.0},
+            "train": {
+                "max_steps": args.steps,
+                "batch_size": 32,
+                "lr": 2e-3,
+                "min_lr": 2e-4,
+                "warmup_steps": 30,
+                "eval_interval": 50,
+                "eval_batches": 2,
+                "log_interval": 50,
+                "device": "cpu",
+            },
+            "data": {"corpus": "default"},
+        },
+    )
     robust = RobustnessConfig(sigmas=(0.5, 1.0), rates=(0.1,), kinds=(), max_tokens=4096)
-    out = {"config": {"width": args.width, "steps": args.steps, "seeds": args.seeds, "corpus": "default",
-                      "lam": 0.05, "note": "2 layers x 4 heads, context 64, batch 32; the learned priors are "
-                                           "full-dimensional (r = width)"}, "runs": {}}
+    out = {
+        "config": {
+            "width": args.width,
+            "steps": args.steps,
+            "seeds": args.seeds,
+            "corpus": "default",
+            "lam": 0.05,
+            "note": "2 layers x 4 heads, context 64, batch 32; the learned priors are full-dimensional (r = width)",
+        },
+        "runs": {},
+    }
     for seed in args.seeds:
         models = {}
         for name, options in VARIANTS.items():
             t0 = time.perf_counter()
-            train_over = {"seed": seed} if options is None else {"seed": seed, "objective": "barrier",
-                                                                 "objective_options": options}
+            train_over = (
+                {"seed": seed}
+                if options is None
+                else {"seed": seed, "objective": "barrier", "objective_options": options}
+            )
             cfg = apply_overrides(base_cfg, {"train": train_over})
             with tempfile.TemporaryDirectory() as d:
                 cb = Keep()
                 train(cfg, Path(d) / "run", overwrite=True, callbacks=[cb], progress=False)
             model, objective = cb.trainer.model.eval(), cb.trainer.objective
             rob = evaluate_robustness(model, cb.trainer.tokenizer.encode(cb.trainer.corpus.valid), robust)
-            rec = {"clean_loss": rob["clean"]["loss"],
-                   "noise_loss": {str(c["level"]): c["loss"] for c in rob["conditions"]},
-                   "seconds": time.perf_counter() - t0}
+            rec = {
+                "clean_loss": rob["clean"]["loss"],
+                "noise_loss": {str(c["level"]): c["loss"] for c in rob["conditions"]},
+                "seconds": time.perf_counter() - t0,
+            }
             x = cb.probe
             ref = EmbeddingPrior(args.width, rank=8, seed=0)
             with torch.no_grad():
                 rec["reference_prior_mean_margin"] = float(
-                    ref.margins(model.embed(x), 0.01)[0][..., FIRST_INFORMATIVE:].mean())
+                    ref.margins(model.embed(x), 0.01)[0][..., FIRST_INFORMATIVE:].mean()
+                )
             if options is not None:
                 emb = model.embed(x).detach()
                 rec["over_training"] = cb.rows
                 rec["penalty_final"] = penalty(objective, objective.prior, emb)
-                rec["penalty_prior_on_baseline_embeddings"] = penalty(objective, objective.prior,
-                                                                      models["baseline"].embed(x).detach())
+                rec["penalty_prior_on_baseline_embeddings"] = penalty(
+                    objective, objective.prior, models["baseline"].embed(x).detach()
+                )
                 rec["penalty_initial_prior_on_final_embeddings"] = penalty(objective, cb.initial, emb)
-                rec["penalty_initial_prior_on_baseline_embeddings"] = penalty(objective, cb.initial,
-                                                                              models["baseline"].embed(x).detach())
+                rec["penalty_initial_prior_on_baseline_embeddings"] = penalty(
+                    objective, cb.initial, models["baseline"].embed(x).detach()
+                )
                 rec["gradient_share_to_model"] = gradient_share(objective, model, x)
             models[name] = model
             out["runs"].setdefault(name, {})[str(seed)] = rec
@@ -148,19 +186,39 @@ def run(args) -> dict:
         cost = [(runs[s]["clean_loss"] - base[s]["clean_loss"]) / base[s]["clean_loss"] for s in seeds]
         gains = {}
         for lv in ("0.5", "1.0"):
-            gains[lv] = interval_summary([1 - (runs[s]["noise_loss"][lv] - runs[s]["clean_loss"])
-                                          / (base[s]["noise_loss"][lv] - base[s]["clean_loss"]) for s in seeds])
-        keys = ("penalty_final", "penalty_prior_on_baseline_embeddings", "penalty_initial_prior_on_final_embeddings",
-                "penalty_initial_prior_on_baseline_embeddings", "gradient_share_to_model")
-        summary[name] = {"clean_cost": interval_summary(cost), "damage_gain": gains,
-                         "reference_margin_shift": interval_summary(
-                             [runs[s]["reference_prior_mean_margin"] - base[s]["reference_prior_mean_margin"]
-                              for s in seeds]),
-                         **{k: interval_summary([runs[s][k] for s in seeds]) for k in keys},
-                         "final_w_norms": [[runs[s]["over_training"][-1]["w_q_norm"], runs[s]["over_training"][-1]["w_k_norm"]]
-                                           for s in seeds] if runs[seeds[0]]["over_training"] else None,
-                         "initial_w_norms": [[runs[s]["over_training"][0]["w_q_norm"], runs[s]["over_training"][0]["w_k_norm"]]
-                                             for s in seeds] if runs[seeds[0]]["over_training"] else None}
+            gains[lv] = interval_summary(
+                [
+                    1
+                    - (runs[s]["noise_loss"][lv] - runs[s]["clean_loss"])
+                    / (base[s]["noise_loss"][lv] - base[s]["clean_loss"])
+                    for s in seeds
+                ]
+            )
+        keys = (
+            "penalty_final",
+            "penalty_prior_on_baseline_embeddings",
+            "penalty_initial_prior_on_final_embeddings",
+            "penalty_initial_prior_on_baseline_embeddings",
+            "gradient_share_to_model",
+        )
+        summary[name] = {
+            "clean_cost": interval_summary(cost),
+            "damage_gain": gains,
+            "reference_margin_shift": interval_summary(
+                [runs[s]["reference_prior_mean_margin"] - base[s]["reference_prior_mean_margin"] for s in seeds]
+            ),
+            **{k: interval_summary([runs[s][k] for s in seeds]) for k in keys},
+            "final_w_norms": [
+                [runs[s]["over_training"][-1]["w_q_norm"], runs[s]["over_training"][-1]["w_k_norm"]] for s in seeds
+            ]
+            if runs[seeds[0]]["over_training"]
+            else None,
+            "initial_w_norms": [
+                [runs[s]["over_training"][0]["w_q_norm"], runs[s]["over_training"][0]["w_k_norm"]] for s in seeds
+            ]
+            if runs[seeds[0]]["over_training"]
+            else None,
+        }
     out["summary"] = summary
     return out
 

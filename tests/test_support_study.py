@@ -45,8 +45,9 @@ def test_noise_augmentation_is_ce_at_zero_and_noisier_above():
     torch.manual_seed(1)  # the same noise by hand: embed + 2 * rms * N(0, I)
     emb = model.embed(x)
     rms = emb.detach().pow(2).mean().sqrt()
-    expected = F.cross_entropy(model.forward_embeddings(emb + 2.0 * rms * torch.randn_like(emb)).reshape(-1, 11),
-                               y.reshape(-1))
+    expected = F.cross_entropy(
+        model.forward_embeddings(emb + 2.0 * rms * torch.randn_like(emb)).reshape(-1, 11), y.reshape(-1)
+    )
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert torch.isfinite(model.wte.weight.grad).all() and model.wte.weight.grad.abs().max() > 0
@@ -70,7 +71,10 @@ def test_support_set_jaccard_and_profile():
     m = torch.tensor([[0.5, -2.0, 0.1, 0.3], [0.2, 0.4, -1.0, 0.9]])
     assert support_set(m, share=0.25) == [(0, 1 + FIRST_INFORMATIVE), (1, 2 + FIRST_INFORMATIVE)]
     assert jaccard([(0, 1), (1, 2)], [(1, 2), (3, 3)]) == pytest.approx(1 / 3)
-    chars = [list("ab c."), list("xy\n1z"), ]
+    chars = [
+        list("ab c."),
+        list("xy\n1z"),
+    ]
     chars = [row + ["e"] for row in chars]
     prof = char_profile(chars, [(0, 3), (1, 3)])
     assert sum(c["support_share"] for c in prof["classes"].values()) == pytest.approx(1.0)
@@ -111,8 +115,12 @@ def test_matched_gain_interpolates_through_the_baseline_and_verdict_reads_interv
 
 def test_smoke_study_resumes_and_summarizes(tmp_path):
     results = study.run_study("smoke", tmp_path / "out", limit=4, progress=False)
-    assert [r["variant"] for r in results] == ["baseline", "barrier lam=0.05", "barrier one_sided lam=0.05",
-                                               "noise-aug sigma=0.3"]
+    assert [r["variant"] for r in results] == [
+        "baseline",
+        "barrier lam=0.05",
+        "barrier one_sided lam=0.05",
+        "noise-aug sigma=0.3",
+    ]
     done = tmp_path / "out" / "runs" / "default" / "baseline" / "seed0" / "study.json"
     stamp = done.stat().st_mtime_ns
     again = study.run_study("smoke", tmp_path / "out", limit=1, progress=False)  # finished: skipped
@@ -131,7 +139,9 @@ def test_smoke_study_resumes_and_summarizes(tmp_path):
 
 def test_gpu_scale_is_nanogpt_baby_gpt():
     s = study.SCALES_DEF["gpu"]
-    cfg = study.run_config(s, study.CorpusPlan(study.SHAKESPEARE, (study.BASELINE,), (0,)), study.BASELINE, 0, (), "cuda")
+    cfg = study.run_config(
+        s, study.CorpusPlan(study.SHAKESPEARE, (study.BASELINE,), (0,)), study.BASELINE, 0, (), "cuda"
+    )
     assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size) == (6, 6, 384, 256)
     assert cfg.train.max_steps == 5000 and cfg.model.dropout == 0.2
     assert len(s.plans[0].seeds) >= 8

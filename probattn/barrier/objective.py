@@ -72,8 +72,8 @@ def _positive_int_or_none(name: str, value: Any) -> int | None:
 class BarrierObjective(Objective):
     name = "barrier"
     option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "unit_rows",
-                    "prior", "sigma", "delta", "form", "target", "width", "cap", "layers", "sample_sequences", "sample_positions",
-                    "eval_sequences")
+                    "prior", "sigma", "delta", "form", "target", "width", "cap", "layers", "sample_sequences",
+                    "sample_positions", "eval_sequences")
 
     def __init__(self, model=None, lam: float = 0.05, placement: str = "embedding", rank: int = 8,
                  projection: str = "fixed", projection_seed: int = 0, normalize: bool = True,
