@@ -56,6 +56,9 @@ def test_ding_split_is_deterministic_and_disjoint(tmp_path):
     assert all(en.endswith(".") for _, en in a.valid + a.test)  # held-out splits are sentences only
     no_phrases = load_parallel("ding", "de", "en", (str(tmp_path),), phrases=False)
     assert len(no_phrases.train) == len(a.train) - 300
+    # the word headwords are one word per side: a two-word minimum leaves the sentences only
+    multiword = load_parallel("ding", "de", "en", (str(tmp_path),), phrase_min_words=2)
+    assert multiword.train == no_phrases.train
     flipped = load_parallel("ding", "en", "de", (str(tmp_path),))
     assert flipped.test == [(t, s) for s, t in a.test]
     short = load_parallel("ding", "de", "en", (str(tmp_path),), max_words=1)

@@ -23,6 +23,9 @@ class NMTDataConfig:
     tgt_lang: str = "en"
     #: train on the dictionary's phrase pairs too (ding), besides its example sentences
     phrases: bool = True
+    #: keep only phrase pairs with at least this many words on each side (multiword phrases carry
+    #: word order and grammar; the 300k one- and two-word headwords mostly teach a lexicon)
+    phrase_min_words: int = 1
     #: keep pairs with at most this many words per side (every split); None keeps all
     max_words: int | None = None
     #: every how many-th hash bucket of the sentences is valid / test (ding)
@@ -37,6 +40,9 @@ class NMTDataConfig:
     def __post_init__(self) -> None:
         if self.tokenizer not in KINDS:
             raise ConfigError(f"tokenizer must be one of {', '.join(KINDS)}, got {self.tokenizer!r}")
+        if isinstance(self.phrase_min_words, bool) or not isinstance(self.phrase_min_words, int) \
+                or self.phrase_min_words < 1:
+            raise ConfigError(f"phrase_min_words must be an integer >= 1, got {self.phrase_min_words!r}")
         for name in ("max_words", "max_train_pairs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):

@@ -62,11 +62,15 @@ def check_pair(src_lang: str, tgt_lang: str) -> None:
 
 
 def load_parallel(name: str, src_lang: str = "de", tgt_lang: str = "en", data_dirs=(), *,
-                  phrases: bool = True, max_words: int | None = None, heldout_every: int = 20) -> ParallelCorpus:
-    """Load a corpus, oriented ``src_lang -> tgt_lang``, length-filtered to ``max_words`` words."""
+                  phrases: bool = True, max_words: int | None = None, heldout_every: int = 20,
+                  phrase_min_words: int = 1) -> ParallelCorpus:
+    """Load a corpus, oriented ``src_lang -> tgt_lang``, length-filtered to ``max_words`` words.
+
+    ``phrase_min_words`` (ding): keep only the phrase pairs with at least that many words per side.
+    """
     check_pair(src_lang, tgt_lang)
     if name == "ding":
-        corpus = _load_ding(data_dirs, phrases, heldout_every)
+        corpus = _load_ding(data_dirs, phrases, heldout_every, phrase_min_words)
     elif name == "iwslt14":
         corpus = _load_folder(_find(IWSLT_FOLDERS, data_dirs, "train.de", "iwslt14"), "iwslt14")
     elif Path(name).is_dir():
@@ -103,7 +107,7 @@ def _bucket(text: str, n: int) -> int:
     return int.from_bytes(hashlib.sha1(text.lower().encode("utf-8")).digest()[:8], "big") % n
 
 
-def _load_ding(data_dirs, phrases: bool, heldout_every: int) -> ParallelCorpus:
+def _load_ding(data_dirs, phrases: bool, heldout_every: int, phrase_min_words: int = 1) -> ParallelCorpus:
     from .ding import parse
 
     path = _ding_file(data_dirs)
@@ -115,12 +119,14 @@ def _load_ding(data_dirs, phrases: bool, heldout_every: int) -> ParallelCorpus:
         if p.sentence:
             b = _bucket(p.en, heldout_every)
             (test if b == 0 else valid if b == 1 else train).append((p.de, p.en))
-        elif phrases:
+        elif phrases and min(len(p.de.split()), len(p.en.split())) >= phrase_min_words:
             train.append((p.de, p.en))
     held_de = {de.lower() for de, _ in valid + test}
     train = [(de, en) for de, en in train if de.lower() not in held_de]
     notes = (f"ding: {sum(p.sentence for p in pairs)} example sentences, "
-             f"{sum(not p.sentence for p in pairs)} phrase pairs" + ("" if phrases else " (not used)"),)
+             f"{sum(not p.sentence for p in pairs)} phrase pairs"
+             + ("" if not phrases or phrase_min_words == 1 else f" (those of >= {phrase_min_words} words per side used)")
+             + ("" if phrases else " (not used)"),)
     return ParallelCorpus("ding", "de", "en", train, valid, test, source=str(path), notes=notes)
 
 
