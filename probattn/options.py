@@ -90,6 +90,15 @@ def check_fields(obj: Any) -> None:
             raise ConfigError(f"{f.name} {problem}")
 
 
+def from_fields(cls: type, values: Mapping[str, Any], what: str | None = None):
+    """``cls(**values)``, but a name that is not one of the dataclass's fields is one error
+    (``unknown <what> field(s): ...``; ``what`` defaults to the class's name)."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what or cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**values)
+
+
 class number:
     """argparse ``type=``: parse an int or a float and check it against a :class:`Range`.
 

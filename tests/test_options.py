@@ -111,3 +111,37 @@ def test_the_gpam_docs_table_states_the_declared_defaults():
         assert f.name in rows, f.name
         if f.default is not None:  # unset defaults are described (= lam, 2.0 when trainable)
             assert rows[f.name] == json.dumps(f.default).strip('"'), f.name
+
+
+# -- run configurations: one set of helpers for language-model and translation runs -------------
+
+def test_from_fields_names_unknown_fields():
+    from probattn.options import from_fields
+
+    assert from_fields(Toy, {"n": 5}) == Toy(n=5)
+    with pytest.raises(ConfigError, match=r"^unknown Toy field\(s\): a, b$"):
+        from_fields(Toy, {"b": 1, "a": 2, "n": 5})
+    with pytest.raises(ConfigError, match=r"^unknown toy options field\(s\): z$"):
+        from_fields(Toy, {"z": 1}, "toy options")
+
+
+@pytest.mark.parametrize("kind", ["lm", "nmt"])
+def test_run_configs_share_round_trip_errors_and_overrides(kind):
+    from probattn.nmt.config import NMTRunConfig, nmt_overrides, nmt_preset
+    from probattn.train.config import RunConfig, apply_overrides, preset_config
+
+    cls, preset, override, name = ((RunConfig, preset_config, apply_overrides, "tiny") if kind == "lm"
+                                   else (NMTRunConfig, nmt_preset, nmt_overrides, "smoke"))
+    config = preset(name)
+    assert cls.from_dict(json.loads(config.to_json())) == config
+    changed = override(config, {"train": {"max_steps": 3}, "data": {}})
+    assert type(changed) is cls and changed.train.max_steps == 3 and changed.preset == name
+    assert dataclasses.replace(changed, train=config.train) == config  # nothing else moved
+    data = config.to_dict()
+    data["data"]["nope"] = 1
+    with pytest.raises(ConfigError, match=r"^unknown \w*DataConfig field\(s\): nope$"):
+        cls.from_dict(data)
+    with pytest.raises(ConfigError, match="^unknown config section 'optim'$"):
+        override(config, {"optim": {}})
+    with pytest.raises(ConfigError, match="preset 'nope'; available: "):
+        preset("nope")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..options import POSITIVE_INT, Range, check_fields, setting
+from ..options import POSITIVE_INT, Range, check_fields, from_fields, setting
 
 NORM_POSITIONS = ("pre", "post")
 
@@ -55,8 +55,4 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return from_fields(cls, data, "model config")

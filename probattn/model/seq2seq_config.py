@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import from_fields
 
 NORMS = ("pre", "post")
 POSITIONS = ("sinusoidal", "learned")
@@ -78,7 +79,4 @@ class Seq2SeqConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Seq2SeqConfig:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
-        return cls(**data)
+        return from_fields(cls, data, "model config")

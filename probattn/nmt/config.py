@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model.seq2seq_config import Seq2SeqConfig
-from ..train.config import TrainConfig
+from ..train.config import SectionedConfig, TrainConfig, apply_overrides, preset_sections
 from .subword import KINDS
 
 TASK = "nmt"  # written into config.json: what tells a translation run from a language-model run
@@ -55,38 +53,20 @@ class NMTDataConfig:
 
 
 @dataclass(frozen=True)
-class NMTRunConfig:
+class NMTRunConfig(SectionedConfig):
     model: Seq2SeqConfig = field(default_factory=Seq2SeqConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**SMOOTHED_CE))
     data: NMTDataConfig = field(default_factory=NMTDataConfig)
     preset: str = "custom"
     task: str = TASK
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    what: ClassVar[str] = "translation run configuration"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NMTRunConfig:
         if data.get("task") != TASK:
             raise ConfigError("not a translation run configuration (a language-model run?)")
-        try:
-            return cls(model=_build(Seq2SeqConfig, data.get("model", {})),
-                       train=_build(TrainConfig, data.get("train", {})),
-                       data=_build(NMTDataConfig, data.get("data", {})),
-                       preset=data.get("preset", "custom"))
-        except TypeError as e:
-            raise ConfigError(f"invalid translation run configuration: {e}") from None
-
-
-def _build(cls, values: dict[str, Any]):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return cls(**values)
+        return super().from_dict(data)
 
 
 # Each preset lists only what differs from the dataclass defaults.
@@ -118,17 +98,9 @@ NMT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def nmt_preset(name: str) -> NMTRunConfig:
-    if name not in NMT_PRESETS:
-        raise ConfigError(f"unknown translation preset {name!r}; available: {', '.join(NMT_PRESETS)}")
-    p = {k: dict(v) for k, v in NMT_PRESETS[name].items()}
+    p = preset_sections(NMT_PRESETS, name, "translation preset")
     p["train"] = {**SMOOTHED_CE, **p["train"]}
-    return NMTRunConfig.from_dict({**p, "preset": name, "task": TASK})
+    return NMTRunConfig.from_dict({**p, "task": TASK})
 
 
-def nmt_overrides(config: NMTRunConfig, overrides: dict[str, dict[str, Any]]) -> NMTRunConfig:
-    data = config.to_dict()
-    for section, values in overrides.items():
-        if section not in ("model", "train", "data"):
-            raise ConfigError(f"unknown config section {section!r}")
-        data[section].update(values)
-    return NMTRunConfig.from_dict(data)
+nmt_overrides = apply_overrides  # the same section-by-section update; returns an NMTRunConfig

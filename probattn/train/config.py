@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model.config import GPTConfig
@@ -18,6 +19,7 @@ from ..options import (
     UNIT_OPEN,
     Range,
     check_fields,
+    from_fields,
     setting,
 )
 
@@ -98,12 +100,15 @@ class TrainConfig:
         return self.checkpoint_interval or self.eval_interval
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    model: GPTConfig = field(default_factory=GPTConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    preset: str = "custom"
+SECTIONS = ("model", "train", "data")
+
+
+class SectionedConfig:
+    """What a run configuration of three section dataclasses (:data:`SECTIONS`, typed by their
+    annotations) and a ``preset`` name shares, for language-model and translation runs alike:
+    a dict and JSON form, building from a dict (unknown fields are errors) and flag overrides."""
+
+    what: ClassVar[str] = "run configuration"  # the start of a TypeError's message
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,24 +117,30 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: dict[str, Any]):
+        types = typing.get_type_hints(cls)
         try:
-            return cls(
-                model=_build(GPTConfig, data.get("model", {})),
-                train=_build(TrainConfig, data.get("train", {})),
-                data=_build(DataConfig, data.get("data", {})),
-                preset=data.get("preset", "custom"),
-            )
+            return cls(**{s: from_fields(types[s], data.get(s, {})) for s in SECTIONS},
+                       preset=data.get("preset", "custom"))
         except TypeError as e:
-            raise ConfigError(f"invalid run configuration: {e}") from None
+            raise ConfigError(f"invalid {cls.what}: {e}") from None
 
 
-def _build(cls, values: dict[str, Any]):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return cls(**values)
+@dataclass(frozen=True)
+class RunConfig(SectionedConfig):
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "custom"
+
+
+def preset_sections(presets: dict[str, dict[str, dict[str, Any]]], name: str, what: str = "preset",
+                    listed: Iterable[str] | None = None) -> dict[str, Any]:
+    """A preset's sections as fresh dicts plus its name; an unknown name is one error listing
+    ``listed`` (default: the presets in their order)."""
+    if name not in presets:
+        raise ConfigError(f"unknown {what} {name!r}; available: {', '.join(listed or presets)}")
+    return {**{k: dict(v) for k, v in presets[name].items()}, "preset": name}
 
 
 # Each preset lists only what differs from the dataclass defaults.
@@ -160,17 +171,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def preset_config(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
-    p = PRESETS[name]
-    return RunConfig.from_dict({**{k: dict(v) for k, v in p.items()}, "preset": name})
+    return RunConfig.from_dict(preset_sections(PRESETS, name, listed=sorted(PRESETS)))
 
 
-def apply_overrides(config: RunConfig, overrides: dict[str, dict[str, Any]]) -> RunConfig:
-    """Replace fields section by section (``{"model": {...}, "train": {...}, "data": {...}}``)."""
+def apply_overrides(config: SectionedConfig, overrides: dict[str, dict[str, Any]]):
+    """Replace fields section by section (``{"model": {...}, "train": {...}, "data": {...}}``);
+    the result is of the type of ``config`` (a language-model or a translation run)."""
     data = config.to_dict()
     for section, values in overrides.items():
-        if section not in ("model", "train", "data"):
+        if section not in SECTIONS:
             raise ConfigError(f"unknown config section {section!r}")
         data[section].update(values)
-    return RunConfig.from_dict(data)
+    return type(config).from_dict(data)
