@@ -182,33 +182,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_run_dir(args.preset, overrides)
     if not args.print_config:
         check_output_dir(out)
-    if args.resume:
-        saved = out / "config.json"
-        if not saved.exists():
-            raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
-        try:
-            base = RunConfig.from_dict(json.loads(saved.read_text()))
-        except json.JSONDecodeError:
-            raise ConfigError(f"{saved} is not valid JSON") from None
-    else:
-        base = preset_config(args.preset or "quick")
-    config = apply_overrides(base, overrides)
+    config = apply_overrides(base_config(args, out, RunConfig.from_dict, preset_config), overrides)
     if args.print_config:  # the resolved configuration, nothing trained or written
         print(config.to_json())
         return 0
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
-    result = trainer.fit()
-    if trainer.dist.is_main:
-        if result.interrupted:
-            print(f"stopped at step {result.step}; continue with: probattn train --resume --out {out}",
-                  file=sys.stderr)
-            return 130
+
+    def done(result) -> str:
         final = result.final
         speed = (f"{result.tokens_per_s:,.0f} tokens/s after warm-up" if math.isfinite(result.tokens_per_s)
                  else f"tokens/s not measured ({result.timed_steps} steps after warm-up)")
-        print(f"done: {result.step} steps, best val loss {result.best_val_loss:.4f} "
-              f"(final {final['loss']:.4f}, acc {final['acc']:.3f}), {speed} -> {out}")
+        return (f"done: {result.step} steps, best val loss {result.best_val_loss:.4f} "
+                f"(final {final['loss']:.4f}, acc {final['acc']:.3f}), {speed} -> {out}")
+
+    return fit(trainer, "train", out, done)
+
+
+def base_config(args: argparse.Namespace, out: Path, from_dict, preset):
+    """What a train command starts from: on ``--resume`` the configuration saved in ``out``,
+    else ``preset(args.preset or "quick")`` (the flags' overrides go on top)."""
+    if not args.resume:
+        return preset(args.preset or "quick")
+    saved = out / "config.json"
+    if not saved.exists():
+        raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
+    try:
+        return from_dict(json.loads(saved.read_text()))
+    except json.JSONDecodeError:
+        raise ConfigError(f"{saved} is not valid JSON") from None
+
+
+def fit(trainer, command: str, out: Path, done) -> int:
+    """Train; the main process prints ``done(result)``, or on Ctrl-C how to continue (status 130)."""
+    result = trainer.fit()
+    if trainer.dist.is_main:
+        if result.interrupted:
+            print(f"stopped at step {result.step}; continue with: probattn {command} --resume --out {out}",
+                  file=sys.stderr)
+            return 130
+        print(done(result))
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
@@ -30,7 +29,7 @@ def _config_sections():
 
 
 def cmd_train_nmt(args: argparse.Namespace) -> int:
-    from ..cli import collect_overrides
+    from ..cli import base_config, collect_overrides, fit
     from ..train import Trainer
     from .config import NMTRunConfig, nmt_overrides, nmt_preset
     from .task import NMTTask
@@ -44,29 +43,13 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
     check_output_dir(out)
-    if args.resume:
-        saved = out / "config.json"
-        if not saved.exists():
-            raise ConfigError(f"nothing to resume: {saved} does not exist")
-        try:
-            base = NMTRunConfig.from_dict(json.loads(saved.read_text()))
-        except json.JSONDecodeError:
-            raise ConfigError(f"{saved} is not valid JSON") from None
-    else:
-        base = nmt_preset(args.preset or "quick")
-    config = nmt_overrides(base, overrides)
+    config = nmt_overrides(base_config(args, out, NMTRunConfig.from_dict, nmt_preset), overrides)
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, task=NMTTask())
-    result = trainer.fit()
-    if trainer.dist.is_main:
-        if result.interrupted:
-            print(f"stopped at step {result.step}; continue with: probattn train-nmt --resume --out {out}",
-                  file=sys.stderr)
-            return 130
-        print(f"done: {result.step} steps, best val nll {result.best_val_loss:.4f} "
-              f"(ppl {math.exp(min(result.best_val_loss, 50)):.2f}), {trainer.task_info['train_pairs']} training "
-              f"pairs -> {out}")
-    return 0
+    return fit(trainer, "train-nmt", out, lambda result: (
+        f"done: {result.step} steps, best val nll {result.best_val_loss:.4f} "
+        f"(ppl {math.exp(min(result.best_val_loss, 50)):.2f}), {trainer.task_info['train_pairs']} training "
+        f"pairs -> {out}"))
 
 
 def _read_input(args: argparse.Namespace) -> list[str]:
