@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -28,19 +29,39 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, device: torch.device) -> float:
+    """Wall time of one ``fn()`` in seconds, the device synchronised before and after."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
 def median_time(fn, device: torch.device, repeats: int = 10, warmup: int = 2) -> float:
     """Median wall time of ``fn()`` in seconds, synchronising the device around each call."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
+    times = sorted(timed(fn, device) for _ in range(repeats))
     return times[len(times) // 2]
+
+
+def interleaved_times(fns: dict, device: torch.device | str, rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times (seconds) of ``rounds`` calls of each ``fns[name]()``. The functions take turns
+    in every round, so drift on a shared machine hits them alike; ``warmup`` untimed rounds first."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, device))
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -23,16 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import interleaved_times, medians  # noqa: E402
 from probattn.attention import AttentionContext, build_attention  # noqa: E402
 from probattn.model import GPTConfig  # noqa: E402
 from probattn.model.gpt import CausalSelfAttention  # noqa: E402
@@ -74,37 +73,21 @@ def make_step(name: str, level: str, B: int, H: int, D: int, T: int, device: str
     return step, (module, inputs)
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_all(names, level, args, T, device, dtype) -> dict[str, float]:
     steps = {n: make_step(n, level, args.batch, args.heads, args.head_dim, T, device, dtype, args.compiled)[0]
              for n in names}
-    for step in steps.values():  # warm-up (allocator, kernels)
-        step()
-    sync(device)
-    samples = {n: [] for n in names}
-    for _ in range(args.repeats):
-        for n, step in steps.items():
-            sync(device)
-            t0 = time.perf_counter()
-            step()
-            sync(device)
-            samples[n].append(time.perf_counter() - t0)
-    return {n: statistics.median(v) for n, v in samples.items()}
+    return medians(interleaved_times(steps, device, args.repeats))  # one warm-up round (allocator, kernels)
 
 
 def cuda_memory(name, level, args, T, device, dtype) -> float:
     torch.cuda.empty_cache()
     step, _keep = make_step(name, level, args.batch, args.heads, args.head_dim, T, device, dtype, args.compiled)
     step()  # warm-up: lazily created kernels/workspaces are not the mechanism's memory
-    sync(device)
+    torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     step()
-    sync(device)
+    torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import interleaved_times, medians  # noqa: E402
 from probattn.data.corpora import default_text  # noqa: E402
 from probattn.integrations.hf.pretrained import load_hf_model  # noqa: E402
 from probattn.integrations.hf.training import HFBarrierLoss  # noqa: E402
@@ -66,14 +66,8 @@ def main(argv=None) -> int:
         model.zero_grad(set_to_none=True)
         barrier(model, batch(0))[0].backward()
 
-    times = {"plain": [], "barrier": []}
-    for r in range(args.repeats + 1):
-        for name, fn in (("plain", plain_step), ("barrier", barrier_step)):
-            t = time.perf_counter()
-            fn()
-            if r:
-                times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    times = interleaved_times({"plain": plain_step, "barrier": barrier_step}, "cpu", args.repeats)
+    med = medians(times)
     print(f"{args.hf_model}: B={args.batch} T={args.seq}, loaded in {load_s:.1f} s")
     print(f"plain step {med['plain']:.2f} s, barrier step {med['barrier']:.2f} s: "
           f"{med['barrier'] / med['plain']:.2f}x (median of {args.repeats})")

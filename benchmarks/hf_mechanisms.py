@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import interleaved_times, medians  # noqa: E402
 from probattn.integrations.hf import use_probattn_attention  # noqa: E402
 from probattn.integrations.hf.margins import hf_margins  # noqa: E402
 
@@ -75,14 +74,8 @@ def main(argv=None) -> int:
     steps = {name: train_step(m) for name, m in models.items()}
     steps["forward (no grad)"] = forward
     steps["margins (forward + determinants)"] = lambda: hf_margins(own, x)
-    times = {name: [] for name in steps}
-    for round_ in range(args.repeats + 1):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            if round_:  # round 0 warms up
-                times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(v) for name, v in times.items()}
+    times = interleaved_times(steps, "cpu", args.repeats)
+    med = medians(times)
     base, fwd = med["sdpa (own)"], med["forward (no grad)"]
     rows = []
     print(f"GPT-2 shape: {args.n_layer} layers, {args.n_embd} wide, {args.n_head} heads; B={args.batch}, "

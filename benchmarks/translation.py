@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import describe_device, synchronize  # noqa: E402
+from benchmarks.common import describe_device, interleaved_times, medians  # noqa: E402
 from probattn.model import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from probattn.model.seq2seq import sinusoidal_positions  # noqa: E402
 from probattn.nmt.decode import beam_search  # noqa: E402
@@ -87,21 +85,6 @@ def train_step_fn(model: nn.Module, data, bf16: bool):
     return step
 
 
-def interleaved(fns: dict, device, rounds: int, warmup: int = 2) -> dict[str, float]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -132,7 +115,8 @@ def main() -> None:
     models = {k: Seq2Seq(c).to(device) for k, c in cfgs.items()}
     models["torch.nn.Transformer"] = TorchTransformer(cfgs["probattn softmax"]).to(device)
     data = batch(cfgs["probattn softmax"], args.batch, args.src_len, args.tgt_len, device)
-    step_times = interleaved({k: train_step_fn(m, data, args.bf16) for k, m in models.items()}, device, args.rounds)
+    step_times = medians(interleaved_times({k: train_step_fn(m, data, args.bf16) for k, m in models.items()}, device,
+                                                   args.rounds, warmup=2))
 
     src = data[0][: args.decode_sentences]
     dec = {}
@@ -142,7 +126,7 @@ def main() -> None:
             dec[(key, cache)] = (lambda m=model, c=cache: beam_search(m, src, beam=args.beam,
                                                                        max_new_tokens=args.decode_len, use_cache=c))
     with torch.no_grad():
-        dec_times = interleaved(dec, device, max(3, args.rounds // 3), warmup=1)
+        dec_times = medians(interleaved_times(dec, device, max(3, args.rounds // 3)))
 
     soft, torch_ref = step_times["probattn softmax"], step_times["torch.nn.Transformer"]
     result = {
