@@ -65,8 +65,15 @@ def _finite(values: Iterable[float]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of a two-sided Student t interval; NaN bounds for fewer than 2 values."""
+def mean_interval(values: Iterable[float], level: float = 0.95, method: str = "t", resamples: int = 10_000,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean of the finite values; NaN bounds for fewer than 2 values.
+
+    ``method``: "t", a two-sided Student t interval, or "bootstrap", a percentile bootstrap of
+    ``resamples`` resamples (seeded, so reports are reproducible).
+    """
+    if method not in ("t", "bootstrap"):
+        raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
     v = _finite(values)
     n = len(v)
     if n == 0:
@@ -74,21 +81,10 @@ def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, flo
     mean = sum(v) / n
     if n < 2:
         return mean, math.nan, math.nan
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
-    half = t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def bootstrap_interval(values: Iterable[float], level: float = 0.95, resamples: int = 10_000,
-                       seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap of the mean (seeded, so reports are reproducible)."""
-    v = _finite(values)
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = sum(v) / n
-    if n < 2:
-        return mean, math.nan, math.nan
+    if method == "t":
+        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+        half = t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+        return mean, mean - half, mean + half
     rng = random.Random(seed)
     means = sorted(sum(rng.choices(v, k=n)) / n for _ in range(resamples))
     lo = means[int(math.floor((1 - level) / 2 * (resamples - 1)))]
@@ -98,8 +94,8 @@ def bootstrap_interval(values: Iterable[float], level: float = 0.95, resamples: 
 
 def interval_summary(values: Iterable[float], level: float = 0.95) -> dict:
     vals = _finite(values)
-    mean, t_lo, t_hi = t_interval(vals, level)
-    _, b_lo, b_hi = bootstrap_interval(vals, level)
+    mean, t_lo, t_hi = mean_interval(vals, level)
+    _, b_lo, b_hi = mean_interval(vals, level, "bootstrap")
     sd = math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else math.nan
     return {"mean": mean, "std": sd, "n": len(vals), "t_ci": [t_lo, t_hi], "bootstrap_ci": [b_lo, b_hi],
             "level": level, "values": vals}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .intervals import t_interval
+from .intervals import mean_interval
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
@@ -39,7 +39,7 @@ def paired_t_interval(diffs: Iterable[float], level: float = 0.95) -> dict[str, 
     """Mean of per-seed differences with its two-sided t interval (NaN bounds for one seed)."""
     diffs = list(diffs)
     _, std, n = mean_std(diffs)
-    mean, lo, hi = t_interval(diffs, level)
+    mean, lo, hi = mean_interval(diffs, level)
     return {"mean": mean, "std": std, "n": n, "lo": lo, "hi": hi, "level": level}
 
 
