@@ -95,7 +95,7 @@ def test_sharing_hooks_and_errors():
     assert both.src_embed is both.tgt_embed and both.lm_head.weight is both.tgt_embed.weight
     V, C = 30, 16
     assert none.num_params() - dec.num_params() == V * C == dec.num_params() - both.num_params()
-    _, cache = dec.run_with_cache(src, tgt, names=lambda n: "hook_pattern" in n or n.endswith("hook_resid_post"))
+    _, cache = dec.run_with_cache(src, tgt, names_filter=lambda n: "hook_pattern" in n or n.endswith("hook_resid_post"))
     assert cache["encoder.0.attn.hook_pattern"].shape == (3, 2, 7, 7)
     assert cache["decoder.1.attn.hook_pattern"].shape == (3, 2, 6, 6)
     assert cache["decoder.1.cross_attn.hook_pattern"].shape == (3, 2, 6, 7)

@@ -174,12 +174,9 @@ class HookedMixin:
             return self(*args, **kwargs)  # type: ignore[operator]
 
     def run_with_cache(self, *args, names_filter: NamesFilter = None, return_cache_object: bool = True,
-                       detach: bool = True, names: NamesFilter = None, **kwargs):
-        """Run forward and return ``(output, cache)`` with the activations ``names_filter`` selects.
-
-        ``names`` is this project's older spelling of ``names_filter``.
-        """
-        selected = _select(self.hook_points, names_filter if names is None else names)
+                       detach: bool = True, **kwargs):
+        """Run forward and return ``(output, cache)`` with the activations ``names_filter`` selects."""
+        selected = _select(self.hook_points, names_filter)
         cache = ActivationCache()
 
         def store(x: Tensor, hook: HookPoint):
