@@ -71,6 +71,16 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def cuda_extra_peak_mib(fn) -> float:
+    """Peak CUDA memory (MiB) one ``fn()`` allocates above what was allocated before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
 def run_isolated(script: Path, args: list[str]) -> dict:
     """Run one measurement in a fresh process (so peak memory is its own) and read its JSON."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

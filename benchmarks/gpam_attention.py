@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved_times, medians  # noqa: E402
+from benchmarks.common import cuda_extra_peak_mib, interleaved_times, medians  # noqa: E402
 from probattn.attention import AttentionContext, build_attention  # noqa: E402
 from probattn.model import GPTConfig  # noqa: E402
 from probattn.model.gpt import CausalSelfAttention  # noqa: E402
@@ -83,12 +83,7 @@ def cuda_memory(name, level, args, T, device, dtype) -> float:
     torch.cuda.empty_cache()
     step, _keep = make_step(name, level, args.batch, args.heads, args.head_dim, T, device, dtype, args.compiled)
     step()  # warm-up: lazily created kernels/workspaces are not the mechanism's memory
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return cuda_extra_peak_mib(step)
 
 
 def _status_kib(field: str) -> int:

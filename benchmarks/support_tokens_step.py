@@ -14,13 +14,14 @@ a busy machine slows them alike; the median over repeats is reported.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
-import time
 
 import torch
 
+from benchmarks.common import cuda_extra_peak_mib, timed
 from probattn.barrier.objective import BarrierObjective
 from probattn.model import GPT
 from probattn.train import preset_config
@@ -60,11 +61,6 @@ def make_step(model, runner, options, device, amp: bool):
     return step
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 NAIVE = "barrier, every layer, every token (naive exact)"
 
 
@@ -81,18 +77,15 @@ def time_steps(preset: str, device: torch.device, repeats: int, warmup: int, nai
         for name, step in list(steps.items()):  # interleaved: a busy machine slows every variant alike
             if name == NAIVE and (i < warmup - 1 or i >= warmup + naive_repeats):
                 continue  # one warm-up step and a few timed ones are enough for a > 10x cost
-            sync(device)
-            t0 = time.perf_counter()
             try:
-                step(x, y)
+                seconds = timed(functools.partial(step, x, y), device)
             except torch.OutOfMemoryError:  # the naive exact barrier on a large GPU preset
                 del steps[name]
                 times[name] = [math.inf]
                 torch.cuda.empty_cache()
                 continue
-            sync(device)
             if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(seconds)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -117,12 +110,7 @@ def penalty_memory(T: int, impl: str, device: torch.device, r: int = 8, batch: i
         (-smooth_logdet(torch.eye(r, device=device) - cov).mean()).backward()
 
     if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        run()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        return cuda_extra_peak_mib(run)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     live = peak = 0
