@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from probattn.train import RunConfig, apply_overrides, preset_config
+from probattn.train import Callback, RunConfig, apply_overrides, preset_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Tiny tensors: one thread is as fast on an idle machine and far faster on a busy one.
 torch.set_num_threads(1)
+
+
+class StopAt(Callback):
+    """Asks the trainer to stop after ``step`` (what Ctrl-C does), for resume tests."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, step, record):
+        if step == self.step:
+            trainer.request_stop()
 
 
 def tiny_config(**sections) -> RunConfig:

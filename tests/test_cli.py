@@ -9,22 +9,10 @@ import pytest
 from probattn.cli import main
 from probattn.train.objectives import OBJECTIVES
 
+from .cli_cases import one_error_line, run_cli
 from .conftest import REPO
 
 TINY = ["--preset", "tiny", "--max-steps", "6", "--eval-interval", "3", "--n-layer", "1", "--no-progress"]
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_train_sample_eval_round_trip(tmp_path, capsys):

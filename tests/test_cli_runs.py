@@ -12,10 +12,9 @@ import pytest
 
 from probattn.train import apply_overrides, preset_config, train
 from probattn.train.objectives import OBJECTIVES
-from probattn.train.trainer import Callback
 
 from .cli_cases import one_error_line, run_cli, snapshot
-from .conftest import REPO
+from .conftest import REPO, StopAt
 
 FLAGS = ["--preset", "tiny", "--max-steps", "6", "--eval-interval", "3", "--n-layer", "1",
          "--n-embd", "16", "--batch-size", "2", "--eval-batches", "1", "--no-progress"]
@@ -25,15 +24,6 @@ def tiny(**train_overrides):
     return apply_overrides(preset_config("tiny"), {
         "model": {"n_layer": 1, "n_embd": 16},
         "train": {"max_steps": 6, "eval_interval": 3, "batch_size": 2, "eval_batches": 1, **train_overrides}})
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, trainer, step, record):
-        if step == self.step:
-            trainer.request_stop()
 
 
 @pytest.fixture(scope="module")

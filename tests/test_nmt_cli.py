@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from probattn.cli import main
 from probattn.nmt.subword import SubwordTokenizer
+
+from .cli_cases import run_cli
 
 pytest.importorskip("sacrebleu")
 
@@ -32,12 +33,6 @@ def corpus(folder, n_train=240):
 def smoke(data, out, *extra):
     return ["train-nmt", "--preset", "smoke", "--data", data, "--out", out, "--max-steps", "8",
             "--eval-interval", "4", "--vocab-size", "40", "--no-progress", *extra]
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error(code, err):

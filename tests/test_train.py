@@ -11,13 +11,13 @@ import torch
 
 from probattn.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from probattn.runs import load_run
-from probattn.train import Callback, CrossEntropy, Trainer, register_objective, train
+from probattn.train import CrossEntropy, Trainer, register_objective, train
 from probattn.train.checkpoint import load_checkpoint, save_checkpoint
 from probattn.train.metrics import read_jsonl
 from probattn.train.objectives import OBJECTIVES
 from probattn.train.schedule import lr_at
 
-from .conftest import REPO, tiny_config
+from .conftest import REPO, StopAt, tiny_config
 
 
 def losses(run_dir, split):
@@ -40,15 +40,6 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert {"step", "split", "loss", "lr", "acc", "tokens_per_s"} <= set(header)
     run = load_run(tmp_path)
     assert run.meta["best_val_loss"] == pytest.approx(result.best_val_loss)
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, trainer, step, record):
-        if step == self.step:
-            trainer.request_stop()
 
 
 def test_resume_reproduces_an_uninterrupted_run_exactly_with_dropout(tmp_path):
