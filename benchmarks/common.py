@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from probattn.io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +81,11 @@ def cuda_extra_peak_mib(fn) -> float:
     fn()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def write_json(path: str | Path, data) -> None:
+    """``data`` as indented JSON; its folder is made, and the file is never half-written."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def run_isolated(script: Path, args: list[str]) -> dict:

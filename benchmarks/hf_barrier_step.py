@@ -13,7 +13,6 @@ fresh windows, logging ce, barrier, mean and min margin (the metrics of HFBarrie
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved_times, medians  # noqa: E402
+from benchmarks.common import interleaved_times, medians, write_json  # noqa: E402
 from probattn.data.corpora import default_text  # noqa: E402
 from probattn.integrations.hf.pretrained import load_hf_model  # noqa: E402
 from probattn.integrations.hf.training import HFBarrierLoss  # noqa: E402
@@ -85,8 +84,7 @@ def main(argv=None) -> int:
     if args.json:
         out = {"args": vars(args), "load_s": load_s, "step_s": med, "step_s_all": times,
                "ratio": med["barrier"] / med["plain"], "steps": log}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

@@ -15,7 +15,6 @@ position in float64), compared with a plain no-grad forward.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import interleaved_times, medians  # noqa: E402
+from benchmarks.common import interleaved_times, medians, write_json  # noqa: E402
 from probattn.integrations.hf import use_probattn_attention  # noqa: E402
 from probattn.integrations.hf.margins import hf_margins  # noqa: E402
 
@@ -90,8 +89,7 @@ def main(argv=None) -> int:
         print(f"{name:<36} {1e3 * t:>9.1f} {ratio:>7.2f}  {over}")
     if args.json:
         out = {"args": vars(args), "torch": torch.__version__, "machine": platform.machine(), "rows": rows}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

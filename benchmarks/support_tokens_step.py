@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import statistics
 
 import torch
 
-from benchmarks.common import cuda_extra_peak_mib, timed
+from benchmarks.common import cuda_extra_peak_mib, timed, write_json
 from probattn.barrier.objective import BarrierObjective
 from probattn.model import GPT
 from probattn.train import preset_config
@@ -161,8 +160,7 @@ def main() -> None:
             print(f"{T:>6} {fast:>12.1f} {ref:>22.1f}")
         results["memory"][device.type] = rows
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import describe_device, peak_memory_mb, run_isolated, synchronize  # noqa: E402
+from benchmarks.common import describe_device, peak_memory_mb, run_isolated, synchronize, write_json  # noqa: E402
 
 NANOGPT_H100_MS = 13.5
 
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"{r['preset']:<18}{r['params'] / 1e6:>9.2f}M{r['ms_per_step']:>11.1f}{r['tokens_per_s']:>12,.0f}"
               f"{r['peak_memory_mb']:>10.0f}  {', '.join(notes)}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ shared machine hits them alike. Beam search runs an untrained model for a fixed 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -28,7 +27,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import describe_device, interleaved_times, medians  # noqa: E402
+from benchmarks.common import describe_device, interleaved_times, medians, write_json  # noqa: E402
 from probattn.model import Seq2Seq, Seq2SeqConfig  # noqa: E402
 from probattn.model.seq2seq import sinusoidal_positions  # noqa: E402
 from probattn.nmt.decode import beam_search  # noqa: E402
@@ -152,7 +151,7 @@ def main() -> None:
     for k, v in result["cache_speedup"].items():
         print(f"cache speed-up {k}: {v:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
