@@ -106,6 +106,12 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tmp_path, capsys):
     assert "exactly one of" in one_error(*run_cli(["translate", "--run", run], capsys)[::2])
 
 
+@pytest.mark.parametrize("flag,value", [("--limit", "0"), ("--limit", "x"), ("--bootstrap", "1.5")])
+def test_count_flags_are_positive_integers(flag, value, capsys):
+    code, _, err = run_cli(["eval-nmt", "--run", "nowhere", flag, value], capsys)
+    assert code == 2 and f"{flag} must be a positive integer, got '{value}'" in one_error(code, err)
+
+
 def test_resume_continues_exactly(tmp_path, capsys):
     """8 steps straight = 4 steps, stop, resume to 8 (data order, dropout and optimiser restored)."""
     import torch

@@ -136,13 +136,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=number(POSITIVE_INT), default=32)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_commands(sub) -> None:
     from ..cli import _parse_option, add_config_flags
 
@@ -170,11 +163,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser("eval-nmt", help="BLEU / chrF of a translation run on a split of its corpus")
     _run_args(p)
     p.add_argument("--split", default="valid", choices=("valid", "test"))
-    p.add_argument("--limit", type=_positive, default=None, help="only the first N sentences")
+    p.add_argument("--limit", type=number(POSITIVE_INT), default=None, help="only the first N sentences")
     p.add_argument("--data-dir", action="append", default=None)
     p.add_argument("--hyps", default=None, help="write the hypotheses here")
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--compare", default=None, metavar="RUN",
                    help="a second run: scores on the same sentences and a paired bootstrap of the difference")
-    p.add_argument("--bootstrap", type=_positive, default=1000, help="bootstrap resamples (with --compare)")
+    p.add_argument("--bootstrap", type=number(POSITIVE_INT), default=1000, help="bootstrap resamples (with --compare)")
     p.set_defaults(func=cmd_eval_nmt)
