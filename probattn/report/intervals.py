@@ -61,7 +61,8 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def _finite(values: Iterable[float]) -> list[float]:
+def finite(values: Iterable[float]) -> list[float]:
+    """The values a summary counts: not None, not NaN, not infinite (as floats)."""
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
@@ -74,7 +75,7 @@ def mean_interval(values: Iterable[float], level: float = 0.95, method: str = "t
     """
     if method not in ("t", "bootstrap"):
         raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
-    v = _finite(values)
+    v = finite(values)
     n = len(v)
     if n == 0:
         return math.nan, math.nan, math.nan
@@ -93,7 +94,7 @@ def mean_interval(values: Iterable[float], level: float = 0.95, method: str = "t
 
 
 def interval_summary(values: Iterable[float], level: float = 0.95) -> dict:
-    vals = _finite(values)
+    vals = finite(values)
     mean, t_lo, t_hi = mean_interval(vals, level)
     _, b_lo, b_hi = mean_interval(vals, level, "bootstrap")
     sd = math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else math.nan

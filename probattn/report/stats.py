@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .intervals import mean_interval
+from .intervals import finite, mean_interval
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    vals = finite(values)
     n = len(vals)
     if n == 0:
         return math.nan, math.nan, 0
@@ -29,9 +29,9 @@ def fmt_mean_std(values: Iterable[float], digits: int = 4, pct: bool = False) ->
 def summarize(values: Iterable[float]) -> dict[str, float]:
     vals = list(values)
     mean, std, n = mean_std(vals)
-    finite = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
+    kept = finite(vals)
     return {"mean": mean, "std": std, "n": n,
-            "min": min(finite) if finite else math.nan, "max": max(finite) if finite else math.nan,
+            "min": min(kept) if kept else math.nan, "max": max(kept) if kept else math.nan,
             "values": [float(v) for v in vals]}
 
 
