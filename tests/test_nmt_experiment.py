@@ -60,3 +60,14 @@ def test_smoke_experiment(tmp_path):
     before = metrics.stat().st_mtime_ns
     run_experiment("nmt", ctx)
     assert metrics.stat().st_mtime_ns == before
+
+
+def test_scales_name_known_variants_and_tune_only_with_a_grid():
+    from probattn.experiments.nmt import SETTINGS, Scale
+
+    assert SETTINGS["quick"].variants == ("softmax", "gpam_all", "softmax_matched")
+    assert set(SETTINGS["paper"].variants) == set(VARIANTS)
+    with pytest.raises(ValueError, match="must include"):
+        Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all"))
+    with pytest.raises(ValueError, match="lambda grid"):
+        Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all", "softmax_matched", "gpam_tuned"))

@@ -32,7 +32,7 @@ from ..nmt.bleu import paired_bootstrap
 from ..nmt.config import NMTRunConfig, nmt_overrides, nmt_preset
 from ..nmt.runs import evaluate_split, load_nmt_run
 from ..nmt.task import NMTTask
-from ..report import Report, fmt_mean_std, summarize
+from ..report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summarize
 from ..train import Trainer
 from .context import ExperimentContext, ExperimentResult
 
@@ -52,15 +52,17 @@ class Scale:
     #: sentences of the split scored (None: all)
     eval_limit: int | None
     bootstrap: int
+    #: the variants trained over seeds (keys of VARIANTS); "gpam_tuned" needs a lambda grid
+    variants: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variants", self.variants or tuple(VARIANTS))
+        unknown = set(self.variants) - set(VARIANTS)
+        if unknown or not {"softmax", "gpam_all", "softmax_matched"} <= set(self.variants):
+            raise ValueError(f"variants must include softmax, gpam_all, softmax_matched; unknown {unknown}")
+        if ("gpam_tuned" in self.variants) != bool(self.lam_grid):
+            raise ValueError("gpam_tuned is trained exactly when there is a lambda grid to tune")
 
-SETTINGS = {
-    "smoke": Scale("smoke", {"train": {"max_steps": 6, "eval_interval": 6}, "data": {"max_train_pairs": 300}},
-                   (0, 1), ("pre", "post"), ((1.0, 1.0), (0.5, 1.0)), 1, 12, 50),
-    "quick": Scale("quick", {}, (0, 1, 2), ("pre", "post"), ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5)), 4, None, 1000),
-    "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
-                   ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
-}
 
 KINDS = ("enc", "dec", "cross")
 TRAINABLE = {"lam": 1.0, "trainable": True}
@@ -91,6 +93,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "softmax_matched": ("softmax, params matched to daGPAM everywhere", _all("softmax")),
 }
 
+
+SETTINGS = {
+    "smoke": Scale("smoke", {"train": {"max_steps": 6, "eval_interval": 6}, "data": {"max_train_pairs": 300}},
+                   (0, 1), ("pre", "post"), ((1.0, 1.0), (0.5, 1.0)), 1, 12, 50),
+    # 2 CPU cores: the decisive trio (softmax, daGPAM everywhere with trainable lambda, the matched
+    # softmax) in Pre-LN over 3 seeds, about 9 x 10 minutes; the full design is the paper scale's
+    "quick": Scale("quick", {}, (0, 1, 2), ("pre",), (), 4, None, 1000,
+                   ("softmax", "gpam_all", "softmax_matched")),
+    "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
+                   ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
+}
 
 def count_params(model: dict, vocab_size: int) -> int:
     return Seq2Seq(Seq2SeqConfig(**{**model, "vocab_size": vocab_size})).num_params()
@@ -166,7 +179,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         normed = nmt_overrides(base, {"model": {"norm": norm}})
         model = normed.model.to_dict()
 
-        # 1. lambdas on the validation split (first seed)
+        # 1. lambdas on the validation split (first seed), where the scale tunes them
         tuning = []
         for lam_pos, lam_neg in scale.lam_grid:
             cfg = nmt_overrides(normed, {"model": _all("gpam", lam_options(lam_pos, lam_neg)),
@@ -175,11 +188,13 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
             valid, _, _ = score_run(run_dir, "valid", scale, ctx)
             tuning.append({"lam_pos": lam_pos, "lam_neg": lam_neg, "valid_bleu": valid["bleu"],
                            "valid_chrf": valid["chrf"], "best_val_nll": valid["best_val_nll"]})
-        best = max(tuning, key=lambda r: (r["valid_bleu"], -(r["best_val_nll"] or math.inf)))
-        variants = {k: (label, dict(over)) for k, (label, over) in VARIANTS.items()}
-        variants["gpam_tuned"] = (f"daGPAM everywhere (lam+ {best['lam_pos']:g}, lam- {best['lam_neg']:g}, tuned)",
-                                  _all("gpam", lam_options(best["lam_pos"], best["lam_neg"])))
-        target = count_params({**model, **variants["gpam_all"][1]}, d.vocab_size)
+        variants = {k: (label, dict(over)) for k, (label, over) in VARIANTS.items() if k in scale.variants}
+        if tuning:
+            best = max(tuning, key=lambda r: (r["valid_bleu"], -(r["best_val_nll"] or math.inf)))
+            variants["gpam_tuned"] = (
+                f"daGPAM everywhere (lam+ {best['lam_pos']:g}, lam- {best['lam_neg']:g}, tuned)",
+                _all("gpam", lam_options(best["lam_pos"], best["lam_neg"])))
+        target = count_params({**model, **VARIANTS["gpam_all"][1]}, d.vocab_size)
         width = matched_ffn({**model, **variants["softmax_matched"][1]}, target, d.vocab_size)
         variants["softmax_matched"][1]["ffn"] = width
 
@@ -210,9 +225,11 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                 if key == ref_key:
                     continue
                 diffs = paired(bleu[key], bleu[ref_key])
+                chrf_diffs = paired(chrf[key], chrf[ref_key])
                 boot = [paired_bootstrap(hyps[ref_key][s], hyps[key][s], refs, n=scale.bootstrap, seed=s)["bleu"]
                         for s in seeds]
-                entry[f"vs_{ref_key}"] = {"bleu_diffs": diffs, "chrf_diffs": paired(chrf[key], chrf[ref_key]),
+                entry[f"vs_{ref_key}"] = {"bleu_diffs": diffs, "chrf_diffs": chrf_diffs,
+                                          "bleu_ci": paired_t_interval(diffs), "chrf_ci": paired_t_interval(chrf_diffs),
                                           "verdict": verdict(diffs),
                                           "bootstrap_p_per_seed": [b["p_b_not_better"] for b in boot]}
             per_norm["variants"][key] = entry
@@ -220,19 +237,24 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
             vm = entry.get("vs_softmax_matched", {})
             rows.append([label, entry["params"], fmt_mean_std(bleu[key].values(), 2),
                          fmt_mean_std(chrf[key].values(), 2),
-                         fmt_mean_std(vs["bleu_diffs"], 2) + f" ({vs['verdict']})" if vs else "-",
-                         fmt_mean_std(vm["bleu_diffs"], 2) + f" ({vm['verdict']})" if vm else "-"])
+                         fmt_paired(vs["bleu_ci"], 2) + f" ({vs['verdict']})" if vs else "-",
+                         fmt_paired(vm["bleu_ci"], 2) + f" ({vm['verdict']})" if vm else "-",
+                         fmt_paired(vm["chrf_ci"], 2) if vm else "-"])
         report.heading(f"{'Pre' if norm == 'pre' else 'Post'}-LN")
-        report.table(["lam+", "lam-", "valid BLEU", "valid chrF", "best val NLL"],
-                     [[r["lam_pos"], r["lam_neg"], r["valid_bleu"], r["valid_chrf"], r["best_val_nll"]]
-                      for r in tuning], caption="lambda tuning on the validation split (first seed)")
+        if tuning:
+            report.table(["lam+", "lam-", "valid BLEU", "valid chrF", "best val NLL"],
+                         [[r["lam_pos"], r["lam_neg"], r["valid_bleu"], r["valid_chrf"], r["best_val_nll"]]
+                          for r in tuning], caption="lambda tuning on the validation split (first seed)")
+        else:
+            report.paragraph("No lambda grid at this scale: daGPAM's lambda is trainable (initial 1).", note=True)
         report.table(["variant", "params", "test BLEU", "test chrF", "BLEU minus softmax (paired)",
-                      "BLEU minus matched softmax (paired)"], rows,
+                      "BLEU minus matched softmax (paired)", "chrF minus matched softmax (paired)"], rows,
                      caption=f"Test split, {len(refs)} sentences, mean ± std over seeds")
         results["norms"][norm] = per_norm
         ga = per_norm["variants"]["gpam_all"]
         headline[f"{norm}-LN softmax BLEU"] = fmt_mean_std(bleu["softmax"].values(), 2)
-        headline[f"{norm}-LN daGPAM-all vs matched softmax"] = ga["vs_softmax_matched"]["verdict"]
+        vm = ga["vs_softmax_matched"]
+        headline[f"{norm}-LN daGPAM-all vs matched softmax"] = f"{fmt_paired(vm['bleu_ci'], 2)} BLEU ({vm['verdict']})"
     signature = scores["softmax"][seeds[0]]["bleu_signature"]
     report.paragraph(f"sacrebleu signatures: BLEU {signature}; chrF {scores['softmax'][seeds[0]]['chrf_signature']}; "
                      f"tokenized lowercased BLEU {scores['softmax'][seeds[0]]['bleu_tok_lc_signature']}.", note=True)
