@@ -99,8 +99,9 @@ SETTINGS = {
     "smoke": Scale("smoke", {"train": {"max_steps": 6, "eval_interval": 6}, "data": {"max_train_pairs": 300}},
                    (0, 1), ("pre", "post"), ((1.0, 1.0), (0.5, 1.0)), 1, 12, 50),
     # 2 CPU cores: the decisive trio (softmax, daGPAM everywhere with trainable lambda, the matched
-    # softmax) in Pre-LN over 3 seeds, about 9 x 10 minutes; the full design is the paper scale's
-    "quick": Scale("quick", {}, (0, 1, 2), ("pre",), (), 4, None, 1000,
+    # softmax) in Pre-LN and Post-LN over 3 seeds, 18 runs of about 4 minutes on an idle core; the
+    # full design (lambda grid, self-only, tuned, Diff) is the paper scale's
+    "quick": Scale("quick", {}, (0, 1, 2), ("pre", "post"), (), 4, None, 1000,
                    ("softmax", "gpam_all", "softmax_matched")),
     "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
                    ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
