@@ -242,8 +242,8 @@ def prepare(home: Path, want: str | None = None) -> Path:
         record = {"url": url, "sha256": digest, "bytes": len(payload), "pinned": want is not None,
                   "date": record.get("date", now), "recipe": RECIPE, "recipe_version": RECIPE_VERSION}
         atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
-    print(f"probattn: preparing IWSLT14 de-en in {home / PREPARED} (Moses tokenization, a few minutes)",
-          file=sys.stderr)
+    print(f"probattn: preparing IWSLT14 de-en in {home / PREPARED} (Moses tokenization of about 350k lines: "
+          "a minute or two)", file=sys.stderr)
     splits = prepare_texts(archive_texts(payload))
     return _write_folder(home / PREPARED, splits)
 
