@@ -44,7 +44,7 @@ def train_file(lang: str, extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
-TEST_SEGS = {name: [(f"Test {name} Satz {k}.", f"Test {name} sentence {k}’s end.") for k in range(1, 3 + j)]
+TEST_SEGS = {name: [(f"Test {name} Satz {k} hier.", f"Test {name} sentence {k}’s end.") for k in range(1, 3 + j)]
              for j, name in enumerate(iwslt14.TEST_SETS)}
 
 
@@ -86,6 +86,8 @@ def site(tmp_path, monkeypatch):
 
 
 def moses(lines, lang):
+    """sacremoses as it is (the made-up lines end in no non-breaking prefix, where probattn adds
+    Moses' final-dot rule: test_tokenization_matches_tokenizer_perl)."""
     from sacremoses import MosesTokenizer
 
     tok = MosesTokenizer(lang=lang)
@@ -113,6 +115,31 @@ def test_clean_rule_lengths_ratio_and_whitespace():
              ("a | b", "c d")]
     assert clean(pairs) == [(w(175), w(175)), (w(2), w(3)), (w(3), w(2)), ("a b", "c d"), ("x" * 1000, "y"),
                             ("a b", "c d")]
+
+
+# made-up lines and what Moses' tokenizer.perl (master, as fairseq's script clones it) piped into
+# lowercase.perl printed for them, recorded once beside the checkout (Perl is not a test dependency)
+PERL_GOLDEN = {
+    "de": [("Das ist Nummer 1.", "das ist nummer 1 ."),
+           ("Wir sehen uns am 3. Mai, usw.", "wir sehen uns am 3. mai , usw ."),
+           ('Er sagte: "Die U.S.A. sind groß."', "er sagte : &quot; die u.s.a. sind groß . &quot;"),
+           ("Um 3:30 Uhr kostet es 1.000,50 € (ca. 5%).", "um 3 : 30 uhr kostet es 1.000,50 € ( ca. 5 % ) ."),
+           ("Rock 'n' Roll in den '90ern, z.B.", "rock &apos; n &apos; roll in den &apos; 90ern , z.b .")],
+    "en": [("It's Mr. Smith's car, isn't it?", "it &apos;s mr. smith &apos;s car , isn &apos;t it ?"),
+           ("We'd pay $1,000.50 -- e.g. for the U.S.A.", "we &apos;d pay $ 1,000.50 -- e.g. for the u.s.a ."),
+           ("A well-known e-mail & a | pipe [sic] <b>...",
+            "a well-known e-mail &amp; a &#124; pipe &#91; sic &#93; &lt; b &gt; ..."),
+           ("Ask No. 5 about St.", "ask no. 5 about st .")],
+}
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_tokenization_matches_tokenizer_perl(lang):
+    """sacremoses plus Moses' 2018 final-dot rule (``Nummer 1.``, ``usw.``, ``St.`` at the end)."""
+    pytest.importorskip("sacremoses")
+    lines, perl = zip(*PERL_GOLDEN[lang])
+    assert [t.lower() for t in iwslt14.tokenize(list(lines), lang)] == list(perl)
+    assert iwslt14.tokenize(["", "  "], lang) == ["", "  "]  # blank lines pass through, as in Perl
 
 
 def test_a_bad_digest_and_a_bad_archive_are_refused(tmp_path):

@@ -5,7 +5,7 @@ tokenized, lowercased text (probattn learns its own joint BPE on the train split
 
 * train: ``train.tags.de-en.{de,en}`` without the lines holding ``<url>``, ``<talkid>`` or
   ``<keywords>``, the ``<title>`` / ``<description>`` tags removed (the text kept), Moses-tokenized
-  (``sacremoses``, escaping on, as ``tokenizer.perl -l LANG``), cleaned by Moses'
+  (``sacremoses``, escaping on, as ``tokenizer.perl -l LANG``, with Moses' final-dot rule), cleaned by Moses'
   ``clean-corpus-n.perl`` rule (1 to 175 tokens a side, length ratio at most 1.5), lowercased;
   valid = every 23rd line of that, train = the rest;
 * test: the ``<seg id>`` lines of TED dev2010, TEDX dev2012, TED tst2010, tst2011 and tst2012 (in
@@ -90,13 +90,29 @@ def seg_lines(xml: str) -> list[str]:
             for line in xml.splitlines() if "<seg id" in line]
 
 
-def tokenize(lines: list[str], lang: str) -> list[str]:
-    """``tokenizer.perl -l LANG`` (escaping on, no aggressive hyphen splitting) via sacremoses."""
+def moses_tokenizer(lang: str):
+    """``tokenizer.perl -l LANG`` as fairseq's script runs it (escaping on, no aggressive hyphen
+    splitting): sacremoses, plus the rule Moses added in November 2018 (commit 9fc964da7, before
+    the script's clones of Moses master) that sacremoses 0.2 lacks: a sentence's last word loses
+    its final dot even when it is a non-breaking prefix (German ``Nummer 1.`` -> ``Nummer 1 .``)."""
     try:
         from sacremoses import MosesTokenizer
     except ImportError:
         raise DataError("preparing IWSLT14 needs sacremoses (the 'nmt' extra: pip install 'probattn[nmt]')") from None
-    tok = MosesTokenizer(lang=lang)
+
+    class Tokenizer(MosesTokenizer):
+        def handles_nonbreaking_prefixes(self, text: str) -> str:
+            words = text.split()
+            if words and len(words[-1]) > 1 and words[-1].endswith("."):
+                words[-1] = words[-1][:-1] + " ."
+            return super().handles_nonbreaking_prefixes(" ".join(words))
+
+    return Tokenizer(lang=lang)
+
+
+def tokenize(lines: list[str], lang: str) -> list[str]:
+    """Moses tokenization of each line (:func:`moses_tokenizer`)."""
+    tok = moses_tokenizer(lang)
     # tokenizer.perl passes blank lines through; clean-corpus then drops them
     return [tok.tokenize(line, escape=True, return_str=True) if line.strip() else line for line in lines]
 
