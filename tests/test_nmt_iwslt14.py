@@ -61,13 +61,13 @@ def make_archive(path, extra: str = "", skip: str | None = None):
     files = {f"train.tags.de-en.{lang}": train_file(lang, extra) for lang in ("de", "en")}
     files.update({f"{name}.de-en.{lang}.xml": xml_file(name, lang) for name in iwslt14.TEST_SETS
                   for lang in ("de", "en")})
-    files["README"] = "made up for the tests\n"
+    files["logo.png"] = b"\x89PNG\r\n\x1a\n\xff"  # another file in the archive: not read
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, text in files.items():
             if name == skip:
                 continue
-            data = text.encode("utf-8")
+            data = text if isinstance(text, bytes) else text.encode("utf-8")
             info = tarfile.TarInfo(f"de-en/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -169,13 +169,15 @@ def prepare_texts(files: dict[str, str]) -> dict[str, list[str]]:
 
 
 def archive_texts(payload: bytes) -> dict[str, str]:
-    """The archive's regular files by base name, decoded (read in memory: nothing is extracted)."""
+    """The archive's train and dev/test files by base name, decoded (read in memory: nothing is
+    extracted, so no member path can reach outside the cache)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
             files = {}
             for member in tar.getmembers():
-                if member.isfile():
-                    files[Path(member.name).name] = tar.extractfile(member).read().decode("utf-8")
+                name = Path(member.name).name
+                if member.isfile() and (name.startswith("train.tags.") or name.endswith(".xml")):
+                    files[name] = tar.extractfile(member).read().decode("utf-8")
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"the IWSLT14 archive is not a readable .tgz: {e}") from None
     except UnicodeDecodeError as e:
