@@ -289,3 +289,15 @@ def test_an_archive_missing_a_file_or_misaligned_is_refused(site):
     texts["train.tags.de-en.en"] += "One more English line.\n"
     with pytest.raises(DataError, match="do not align: 56 German and 57 English"):
         iwslt14.prepare_texts(texts)
+
+
+def test_an_archive_copied_into_the_cache_is_prepared_offline(site):
+    pytest.importorskip("sacremoses")
+    tmp_path, archive, home = site
+    home.mkdir(parents=True)
+    (home / "de-en.tgz").write_bytes(archive.read_bytes())
+    archive.unlink()  # no download possible
+    assert load_parallel("iwslt14").test == expected_splits()[2]
+    record = json.loads((home / "SOURCE.json").read_text())
+    assert record["url"] == str(home / "de-en.tgz") and record["sha256"] == hashlib.sha256(
+        (home / "de-en.tgz").read_bytes()).hexdigest()

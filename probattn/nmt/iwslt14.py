@@ -67,7 +67,7 @@ def check_digest(sha256: str | None) -> str | None:
         return None
     digest = sha256.strip().lower()
     if not _HEX64.fullmatch(digest):
-        raise ConfigError(f"iwslt14_sha256 must be 64 hexadecimal digits (a SHA-256), got {sha256!r}")
+        raise ConfigError(f"--iwslt14-sha256 must be 64 hexadecimal digits (a SHA-256), got {sha256!r}")
     return digest
 
 
@@ -245,8 +245,11 @@ def prepare(home: Path, want: str | None = None) -> Path:
     if kept:
         payload, url = archive_path.read_bytes(), record.get("url", str(archive_path))
     else:
-        print(f"probattn: downloading {URLS[0]} (about 20 MB) into {home}", file=sys.stderr)
-        payload, url = fetch_verified(URLS, want), URLS[0]
+        print(f"probattn: downloading {URLS[0]} into {home}", file=sys.stderr)
+        try:
+            payload, url = fetch_verified(URLS, want), URLS[0]
+        except DataError as e:
+            raise DataError(f"{e}; or put fairseq's {ARCHIVE} at {archive_path}") from None
     digest = hashlib.sha256(payload).hexdigest()
     for expected, by in ((want, "the given sha256"), (record.get("sha256"), f"the digest recorded in {record_path}")):
         if expected and digest != expected:
