@@ -301,3 +301,11 @@ def test_an_archive_copied_into_the_cache_is_prepared_offline(site):
     record = json.loads((home / "SOURCE.json").read_text())
     assert record["url"] == str(home / "de-en.tgz") and record["sha256"] == hashlib.sha256(
         (home / "de-en.tgz").read_bytes()).hexdigest()
+
+
+def test_an_unreachable_download_says_where_the_archive_can_go(site):
+    tmp_path, archive, home = site
+    archive.unlink()
+    with pytest.raises(DataError, match=r"could not download .*; or put fairseq's de-en.tgz at .*iwslt14/de-en.tgz$"):
+        load_parallel("iwslt14")
+    assert not home.exists()
