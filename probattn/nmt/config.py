@@ -36,6 +36,9 @@ class NMTDataConfig:
     vocab_size: int = 8000
     data_dirs: tuple[str, ...] = ()
     download: bool = True
+    #: iwslt14: the SHA-256 of fairseq's de-en.tgz to insist on (else trust on first use: the first
+    #: download's digest is recorded in the cache and later preparations are checked against it)
+    iwslt14_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.tokenizer not in KINDS:
