@@ -235,7 +235,8 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                         for s in seeds]
                 entry[f"vs_{ref_key}"] = {"bleu_diffs": diffs, "chrf_diffs": chrf_diffs,
                                           "nll_diffs": nll_diffs, "bleu_ci": paired_t_interval(diffs),
-                                          "chrf_ci": paired_t_interval(chrf_diffs), "nll_ci": paired_t_interval(nll_diffs),
+                                          "chrf_ci": paired_t_interval(chrf_diffs),
+                                          "nll_ci": paired_t_interval(nll_diffs),
                                           "verdict": verdict(diffs),
                                           "bootstrap_p_per_seed": [b["p_b_not_better"] for b in boot]}
             per_norm["variants"][key] = entry
