@@ -378,8 +378,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
 # Studies add subcommands here: name -> "module:function" taking the subparsers object.
 EXTRA_COMMANDS: list[str] = [
     "probattn.diagnostics.cli:add_commands",
-    "probattn.barrier.cli:add_commands",
-    "probattn.phase.cli:add_commands",
+    "probattn.studies.support_tokens.cli:add_commands",
+    "probattn.studies.phase.cli:add_commands",
     "probattn.nmt.cli:add_commands",
 ]
 

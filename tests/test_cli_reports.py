@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from probattn.experiments.support_tokens import HEADLINE_SIGMA, NOISE, headline_for
+from probattn.studies.support_tokens.experiment import HEADLINE_SIGMA, NOISE, headline_for
 from probattn.train.trainer import Throughput
 
 from .cli_cases import run_cli

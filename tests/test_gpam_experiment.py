@@ -8,9 +8,10 @@ import json
 import pytest
 
 from probattn.cli import main
-from probattn.experiments import describe_experiments, gpam_deep
-from probattn.experiments import gpam as gpam_experiment
+from probattn.experiments import describe_experiments
 from probattn.runs import load_run, run_corpus
+from probattn.studies.gpam import deep_experiment as gpam_deep
+from probattn.studies.gpam import experiment as gpam_experiment
 from probattn.train import apply_overrides, preset_config
 
 

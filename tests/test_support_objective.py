@@ -9,10 +9,12 @@ import math
 import pytest
 import torch
 
-from probattn.barrier.attention_map import CausalAttentionMap, apply_map
-from probattn.barrier.moments import strict_cov
-from probattn.barrier.objective import BarrierObjective
-from probattn.barrier.prior import (
+from probattn.errors import ConfigError
+from probattn.model import GPT, GPTConfig
+from probattn.studies.support_tokens.attention_map import CausalAttentionMap, apply_map
+from probattn.studies.support_tokens.moments import strict_cov
+from probattn.studies.support_tokens.objective import BarrierObjective
+from probattn.studies.support_tokens.prior import (
     FIRST_INFORMATIVE,
     EmbeddingPrior,
     barrier_values,
@@ -20,8 +22,6 @@ from probattn.barrier.prior import (
     informative,
     strict_margins,
 )
-from probattn.errors import ConfigError
-from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train
 from probattn.train.metrics import read_jsonl
 
@@ -234,9 +234,9 @@ def test_trains_and_logs_penalty_and_min_margin(tmp_path, placement):
 
 
 def test_layer_placement_evaluates_margins_exactly_on_its_first_sequences():
-    from probattn.barrier.gpt import hook_qk
-    from probattn.barrier.prior import layer_terms
     from probattn.model import GPT, GPTConfig
+    from probattn.studies.support_tokens.gpt import hook_qk
+    from probattn.studies.support_tokens.prior import layer_terms
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()

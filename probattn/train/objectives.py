@@ -20,7 +20,7 @@ from ..options import NoOptions, Options
 # name -> "module:Class"; imported only when used so studies stay out of start-up
 OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
-    "barrier": "probattn.barrier.objective:BarrierObjective",
+    "barrier": "probattn.studies.support_tokens.objective:BarrierObjective",
     "label_smoothed_ce": "probattn.nmt.task:LabelSmoothedCE",
     "embedding_noise": "probattn.robustness.augment:EmbeddingNoiseObjective",
 }
