@@ -24,8 +24,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from ...barrier.gpt import LayerMargins
-from ...barrier.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
+from ...studies.support_tokens.gpt import LayerMargins
+from ...studies.support_tokens.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
 from ...errors import ConfigError
 from .attention import (
     IMPLEMENTATION,
@@ -191,9 +191,9 @@ def hf_text_margins(model: nn.Module, tokenizer, text: str, slide: bool = False,
     Scored in windows as for probattn runs (:func:`probattn.studies.support_tokens.support.text_margins`) when the
     text is longer than ``block`` (default: the model's context) and ``slide`` is set.
     """
-    from ...barrier.prior import FIRST_INFORMATIVE
-    from ...barrier.smooth import DEFAULT_DELTA
-    from ...barrier.support import TextMargins, window_starts
+    from ...studies.support_tokens.prior import FIRST_INFORMATIVE
+    from ...studies.support_tokens.smooth import DEFAULT_DELTA
+    from ...studies.support_tokens.support import TextMargins, window_starts
     from ...errors import DataError
 
     if not text:

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...barrier.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
-from ...barrier.smooth import DEFAULT_DELTA, smooth_logdet
+from ...studies.support_tokens.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
+from ...studies.support_tokens.smooth import DEFAULT_DELTA, smooth_logdet
 from ...errors import ConfigError
 from .margins import capture_attention, layer_small_matrices, record_rotation, record_scale
 
