@@ -24,9 +24,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
 from ...studies.support_tokens.gpt import LayerMargins
 from ...studies.support_tokens.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
-from ...errors import ConfigError
 from .attention import (
     IMPLEMENTATION,
     attention_modules,
@@ -191,10 +191,10 @@ def hf_text_margins(model: nn.Module, tokenizer, text: str, slide: bool = False,
     Scored in windows as for probattn runs (:func:`probattn.studies.support_tokens.support.text_margins`) when the
     text is longer than ``block`` (default: the model's context) and ``slide`` is set.
     """
+    from ...errors import DataError
     from ...studies.support_tokens.prior import FIRST_INFORMATIVE
     from ...studies.support_tokens.smooth import DEFAULT_DELTA
     from ...studies.support_tokens.support import TextMargins, window_starts
-    from ...errors import DataError
 
     if not text:
         raise DataError("the text is empty: nothing to score")
