@@ -3,35 +3,12 @@
     loss = CE + lambda * mean_t b_t,   b_t = -m_t  or  max(0, cap - m_t),  m_t = l_delta(det J_t)
     loss = CE + lambda * mean_t [ ||e_t||^2 / (2 sigma^2) + b_t ]       (prior="full")
 
-Options (``--objective barrier --objective-option KEY=VALUE``):
-
-    lam               lambda (default 0.05)
-    placement         "embedding" (default: the prior's own r-dim attention on the input
-                      embeddings) or "layers" (every chosen layer's own heads)
-    rank              r of the embedding prior (default 8; "full": r = n_embd, the port's choice)
-    projection        "fixed" (default) or "learned" (trainable W_Q, W_K; with the margin-only
-                      prior the penalty can then be moved by the prior alone: see docs,
-                      "Learned prior", and benchmarks/support_learned_prior.py)
-    unit_rows         learned projections used as W / ||row|| (default false): the prior cannot
-                      shrink its own scores
-    projection_seed   seed of the embedding prior's projections (default 0)
-    normalize         LayerNorm the embeddings the prior sees (default true)
-    prior             "margin" (default) or "full" (embedding placement only)
-    sigma             noise scale of the full prior (default 1)
-    delta             boundary smoothing of the margin (default 0.01)
-    form              barrier form (probattn.studies.support_tokens.forms): "smooth" (default, sign-aware
-                      l_delta margin, b_t = -m_t), "abs" (the port's min(-log|det J_t|, 30)),
-                      "one_sided" (b_t = width * softplus((target - m_t) / width))
-    target, width     the one-sided form's target margin (default 0) and width (default 0.5)
-    cap               form=smooth only. null (default): b_t = -m_t; a number c: b_t = max(0, c - m_t),
-                      only tokens with margin below c are penalised
-    layers            list of layer indices for placement="layers" (default: all)
-    sample_sequences  evaluate the penalty on this many random sequences per step (null: all)
-    sample_positions  ... and this many random positions per sequence (null: all)
-    eval_sequences    evaluation's margins on the first this many sequences of each eval batch,
-                      every position, exactly (default: all for "embedding", 4 for "layers",
-                      whose p x p determinants for every token of every head of every layer
-                      cost minutes per evaluation at shakespeare-char size; null: all)
+Options: :class:`BarrierOptions` (``--objective barrier --objective-option KEY=VALUE``; all of
+them, with defaults and one line of help each: ``probattn list --options barrier``). Notes:
+``projection=learned`` with the margin-only prior lets the prior alone move the penalty (see
+docs, "Learned prior", and benchmarks/support_learned_prior.py); ``eval_sequences`` bounds the
+evaluation of placement=layers, whose p x p determinants for every token of every head of every
+layer cost minutes per evaluation at shakespeare-char size.
 
 With no sampling the training penalty is exact; with sampling it is an unbiased estimate of the
 same mean. Evaluation computes it exactly (on ``eval_sequences`` sequences). Eval metrics: loss (CE), acc, penalty
@@ -40,12 +17,14 @@ same mean. Evaluation computes it exactly (on ``eval_sequences`` sequences). Eva
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ...errors import ConfigError
+from ...options import FINITE, NON_NEGATIVE, POSITIVE, SEED, Options, option
 from ...train.objectives import Objective, token_metrics
 from .forms import DEFAULT_TARGET, DEFAULT_WIDTH, FORMS, BarrierForm
 from .gpt import hook_qk, raw_model
@@ -61,85 +40,111 @@ DEFAULT_SAMPLING = {"embedding": (None, None), "layers": (4, 16)}
 DEFAULT_EVAL_SEQUENCES = {"embedding": None, "layers": 4}
 
 
-def _positive_int_or_none(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"objective option {name} must be a positive integer or null, got {value!r}")
-    return value
+#: the sampling options' value that picks the placement's default above
+PER_PLACEMENT = "default"
+
+
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+@dataclass(frozen=True)
+class BarrierOptions(Options):
+    """The barrier objective's options; each default is written here only."""
+
+    label = "objective option"
+    lam: float = option(0.05, "lambda, the penalty's weight", NON_NEGATIVE)
+    placement: str = option("embedding", "the prior's own r-dim attention on the input embeddings, "
+                            "or every chosen layer's own heads", PLACEMENTS)
+    rank: Any = option(8, 'r of the embedding prior: a positive integer, or "full" (r = n_embd)')
+    projection: str = option("fixed", "the embedding prior's W_Q, W_K: fixed random, or trainable", PROJECTIONS)
+    projection_seed: int = option(0, "seed of the embedding prior's projections", SEED)
+    normalize: bool = option(True, "LayerNorm the embeddings the prior sees", bool)
+    unit_rows: bool = option(False, "learned projections used as W / ||row||: the prior cannot shrink its "
+                             "own scores (projection=learned)", bool)
+    prior: str = option("margin", "margin-only penalty, or the full prior with the Gaussian density "
+                        "(placement=embedding)", PRIORS)
+    sigma: float = option(1.0, "noise scale of the full prior", POSITIVE)
+    delta: float = option(DEFAULT_DELTA, "boundary smoothing of the margin l_delta", POSITIVE)
+    form: str = option("smooth", "barrier form: smooth (b_t = -m_t), abs (min(-log|det J_t|, 30)), "
+                       "one_sided (width * softplus((target - m_t) / width))", FORMS)
+    target: float = option(DEFAULT_TARGET, "the one-sided form's target margin", FINITE)
+    width: float = option(DEFAULT_WIDTH, "the one-sided form's width", POSITIVE)
+    cap: float | None = option(None, "form=smooth: b_t = max(0, cap - m_t), only margins below cap "
+                               "penalised (null: b_t = -m_t)", FINITE)
+    layers: list[int] | None = option(None, "layer indices for placement=layers (null: all)")
+    sample_sequences: Any = option(PER_PLACEMENT, "penalty on this many random sequences per step (null: "
+                                   "all; default: all for embedding, 4 for layers)")
+    sample_positions: Any = option(PER_PLACEMENT, "... and this many random positions per sequence "
+                                   "(null: all; default: all for embedding, 16 for layers)")
+    eval_sequences: Any = option(PER_PLACEMENT, "evaluation's exact margins on the first this many "
+                                 "sequences of each eval batch (null: all; default: all / 4 for layers)")
+
+    def check(self) -> None:
+        if not (self.rank == "full" or _is_int(self.rank, 1)):
+            raise ConfigError(f'objective option rank must be a positive integer or "full", got {self.rank!r}')
+        for name in ("sample_sequences", "sample_positions", "eval_sequences"):
+            value = getattr(self, name)
+            if not (value is None or value == PER_PLACEMENT or _is_int(value, 1)):
+                raise ConfigError(f"objective option {name} must be a positive integer, null or "
+                                  f'"{PER_PLACEMENT}", got {value!r}')
+        if self.layers is not None and (not isinstance(self.layers, (list, tuple)) or not self.layers
+                                        or not all(_is_int(l, 0) for l in self.layers)):
+            raise ConfigError(f"objective option layers must list layer indices, got {self.layers!r}")
+        for problem, message in (
+                (self.unit_rows and self.projection != "learned", "unit_rows applies to projection=learned only"),
+                (self.cap is not None and self.form != "smooth", "cap applies to form=smooth only"),
+                (self.form == "one_sided" and self.prior == "full",
+                 "form=one_sided is a margin-only penalty (prior=margin)"),
+                (self.cap is not None and self.prior == "full",
+                 "cap applies to the margin-only prior (prior=margin)"),
+                (self.layers is not None and self.placement != "layers", "layers applies to placement=layers only"),
+                (self.prior == "full" and self.placement != "embedding",
+                 "prior=full is defined for placement=embedding only")):
+            if problem:
+                raise ConfigError(f"objective option {message}")
+
+    def sampling(self, name: str) -> int | None:
+        """A sampling option's value, the placement's default when it is ``"default"``."""
+        value = getattr(self, name)
+        if value != PER_PLACEMENT:
+            return value
+        if name == "eval_sequences":
+            return DEFAULT_EVAL_SEQUENCES[self.placement]
+        return DEFAULT_SAMPLING[self.placement][0 if name == "sample_sequences" else 1]
 
 
 class BarrierObjective(Objective):
     name = "barrier"
-    option_names = ("lam", "placement", "rank", "projection", "projection_seed", "normalize", "unit_rows",
-                    "prior", "sigma", "delta", "form", "target", "width", "cap", "layers", "sample_sequences",
-                    "sample_positions", "eval_sequences")
+    Options = BarrierOptions
 
-    def __init__(self, model=None, lam: float = 0.05, placement: str = "embedding", rank: int = 8,
-                 projection: str = "fixed", projection_seed: int = 0, normalize: bool = True,
-                 unit_rows: bool = False, prior: str = "margin", sigma: float = 1.0, delta: float = DEFAULT_DELTA,
-                 form: str = "smooth", target: float = DEFAULT_TARGET, width: float = DEFAULT_WIDTH,
-                 cap: float | None = None, layers: list[int] | None = None, sample_sequences: Any = "default",
-                 sample_positions: Any = "default", eval_sequences: Any = "default"):
-        super().__init__(model)
+    def __init__(self, model=None, **options):
+        super().__init__(model, **options)
         if model is None:
             raise ConfigError("the barrier objective needs the model it regularises")
+        o = self.options
         config = raw_model(model).config
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
-            raise ConfigError(f"objective option lam must be a number >= 0, got {lam!r}")
-        for opt, value, allowed in (("placement", placement, PLACEMENTS), ("projection", projection, PROJECTIONS),
-                                    ("prior", prior, PRIORS), ("form", form, FORMS)):
-            if value not in allowed:
-                raise ConfigError(f"objective option {opt} must be one of {', '.join(allowed)}, got {value!r}")
-        if not (isinstance(delta, (int, float)) and delta > 0) or not (isinstance(sigma, (int, float)) and sigma > 0):
-            raise ConfigError(f"objective options delta and sigma must be positive, got {delta!r}, {sigma!r}")
-        if unit_rows and projection != "learned":
-            raise ConfigError("objective option unit_rows applies to projection=learned only")
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))):
-            raise ConfigError(f"objective option cap must be a number or null, got {cap!r}")
-        if cap is not None and form != "smooth":
-            raise ConfigError("objective option cap applies to form=smooth only")
-        for opt, value in (("target", target), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"objective option {opt} must be a number, got {value!r}")
-        if not width > 0:
-            raise ConfigError(f"objective option width must be positive, got {width!r}")
-        if form == "one_sided" and prior == "full":
-            raise ConfigError("form=one_sided is a margin-only penalty (prior=margin)")
-        if cap is not None and prior == "full":
-            raise ConfigError("objective option cap applies to the margin-only prior (prior=margin)")
-        if layers is not None and placement != "layers":
-            raise ConfigError("objective option layers applies to placement=layers only")
-        if prior == "full" and placement != "embedding":
-            raise ConfigError("prior=full is defined for placement=embedding only")
-        self.lam = float(lam)
-        self.placement = placement
-        self.full = prior == "full"
-        self.sigma = float(sigma)
-        self.delta = float(delta)
-        self.cap = None if cap is None else float(cap)
-        self.form = BarrierForm(form, self.delta, self.cap, float(target), float(width))
-        d_seq, d_pos = DEFAULT_SAMPLING[placement]
-        self.sample_sequences = _positive_int_or_none(
-            "sample_sequences", d_seq if sample_sequences == "default" else sample_sequences)
-        self.sample_positions = _positive_int_or_none(
-            "sample_positions", d_pos if sample_positions == "default" else sample_positions)
-        self.eval_sequences = _positive_int_or_none(
-            "eval_sequences", DEFAULT_EVAL_SEQUENCES[placement] if eval_sequences == "default" else eval_sequences)
-        if placement == "embedding":
-            rank = config.n_embd if rank == "full" else rank
-            if _positive_int_or_none("rank", rank) is None:
-                raise ConfigError("objective option rank must be a positive integer or \"full\"")
-            self.prior = EmbeddingPrior(config.n_embd, rank, learned=projection == "learned",
-                                        seed=int(projection_seed), normalize=bool(normalize),
-                                        unit_rows=bool(unit_rows))
+        self.lam = o.lam
+        self.placement = o.placement
+        self.full = o.prior == "full"
+        self.sigma = o.sigma
+        self.delta = o.delta
+        self.cap = o.cap
+        self.form = BarrierForm(o.form, o.delta, o.cap, o.target, o.width)
+        self.sample_sequences = o.sampling("sample_sequences")
+        self.sample_positions = o.sampling("sample_positions")
+        self.eval_sequences = o.sampling("eval_sequences")
+        if o.placement == "embedding":
+            rank = config.n_embd if o.rank == "full" else o.rank
+            self.prior = EmbeddingPrior(config.n_embd, rank, learned=o.projection == "learned",
+                                        seed=o.projection_seed, normalize=o.normalize, unit_rows=o.unit_rows)
             self.layers: list[int] = []
         else:
-            chosen = list(range(config.n_layer)) if layers is None else list(layers)
-            bad = [l for l in chosen if not isinstance(l, int) or not 0 <= l < config.n_layer]
-            if bad or not chosen:
+            chosen = list(range(config.n_layer)) if o.layers is None else list(o.layers)
+            bad = [l for l in chosen if not 0 <= l < config.n_layer]
+            if bad:
                 raise ConfigError(f"objective option layers must list layer indices in 0..{config.n_layer - 1}, "
-                                  f"got {layers!r}")
+                                  f"got {o.layers!r}")
             self.layers = chosen
             self.prior = None
             self.scale = raw_model(model).blocks[0].attn.mechanism.scale
