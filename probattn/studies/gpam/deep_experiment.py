@@ -24,7 +24,7 @@ from typing import Any
 from ...data import load_corpus, read_text_file
 from ...data.corpora import default_text, local_splits
 from ...errors import ProbattnError
-from ...experiments.common import finished_result, resumable
+from ...experiments.common import finished_result, paired_differences, resumable
 from ...experiments.context import ExperimentContext
 from ...io import atomic_write_text
 from ...report import paired_t_interval, summarize
@@ -272,7 +272,7 @@ class DeepLMResults:
         return self.runs[key][0]["params"]
 
     def diff(self, key: str, base: str, metric: str = "test_loss") -> list[float]:
-        return [a - b for a, b in zip(self.values(key, metric), self.values(base, metric))]
+        return paired_differences(self.values(key, metric), self.values(base, metric))
 
     def comparison(self, key: str, base: str, metric: str = "test_loss") -> dict[str, float]:
         return paired_t_interval(self.diff(key, base, metric))

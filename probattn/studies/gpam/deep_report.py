@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ...experiments.common import per_seed_rows, speed_ratio
 from ...report import Report, fmt_mean_std, fmt_paired
 from .deep_experiment import COMPARISONS, VARIANTS, DeepLMResults
 
@@ -34,17 +35,18 @@ def lambda_grid(report: Report, r: DeepLMResults) -> None:
 
 
 def deep_lm_table(report: Report, r: DeepLMResults) -> None:
-    soft_speed = sum(r.values("softmax", "tokens_per_s"))
     rows = [[label, f"{r.params(k):,}", fmt_mean_std(r.values(k, "tune_loss"), 4),
              fmt_mean_std(r.values(k, "test_loss"), 4),
              fmt_mean_std([v / math.log(2) for v in r.values(k, "test_loss")], 4),
              fmt_mean_std(r.values(k, "test_word_ppl"), 1),
-             f"{sum(r.values(k, 'tokens_per_s')) / soft_speed:.2f}x"] for k, label in VARIANTS.items()]
+             speed_ratio(r.values(k, "tokens_per_s"), r.values("softmax", "tokens_per_s"))]
+            for k, label in VARIANTS.items()]
     report.table(["variant", "params (non-embedding)", "tuning loss", "test loss (nats/char)", "test bits/char",
                   "test word perplexity", "train tokens/s vs softmax"], rows,
                  caption="mean ± std over seeds; tokens/s from training on a shared machine")
-    per_seed = [[s] + [f"{r.values(k, 'test_loss')[i]:.4f} / {r.values(k, 'test_word_ppl')[i]:.1f}" for k in VARIANTS]
-                for i, s in enumerate(r.seeds)]
+    per_seed = per_seed_rows(r.seeds, [[f"{loss:.4f} / {ppl:.1f}" for loss, ppl in
+                                         zip(r.values(k, "test_loss"), r.values(k, "test_word_ppl"))]
+                                        for k in VARIANTS])
     report.table(["seed"] + list(VARIANTS), per_seed, caption="test nats/char / word perplexity per seed")
 
 

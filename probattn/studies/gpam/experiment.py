@@ -27,7 +27,7 @@ from ...diagnostics import (
     random_attention_stack,
     stack_profile,
 )
-from ...experiments.common import SeedRun, report_throughput, train_seeds
+from ...experiments.common import SeedRun, paired_differences, report_throughput, train_seeds
 from ...experiments.context import ExperimentContext, ExperimentResult
 from ...model import GPT, GPTConfig
 from ...report import fmt_mean_std, summarize
@@ -176,7 +176,7 @@ class GpamResults:
 
     def diffs(self, key: str, baseline: str) -> list[float]:
         """Per-seed ``key - baseline`` of the full-split validation loss."""
-        return [a - b for a, b in zip(self.full_loss[key], self.full_loss[baseline])]
+        return paired_differences(self.full_loss[key], self.full_loss[baseline])
 
     @property
     def verdicts(self) -> dict[str, dict[str, str]]:

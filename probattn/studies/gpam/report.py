@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ...diagnostics import plots
-from ...experiments.common import REPORT_MIN_TIMED_STEPS
+from ...experiments.common import REPORT_MIN_TIMED_STEPS, per_seed_rows, speed_ratio
 from ...report import Report, fmt_mean_std, mean_band, new_figure
 from . import deep_report
 from .experiment import VARIANTS, GpamResults
@@ -29,10 +29,6 @@ def setting(report: Report, r: GpamResults) -> None:
         "data order and the same initial shared weights, for every variant). Losses in nats per character.")
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def loss_table(report: Report, r: GpamResults) -> None:
     report.heading("Language modelling over seeds")
     rows = []
@@ -42,7 +38,7 @@ def loss_table(report: Report, r: GpamResults) -> None:
                      fmt_mean_std([v / math.log(2) for v in r.full_loss[key]], 4), fmt_mean_std(r.best[key], 4),
                      fmt_mean_std(r.diffs(key, "softmax"), 4) if key != "softmax" else "-",
                      fmt_mean_std(r.diffs(key, "softmax_matched"), 4) if key != "softmax_matched" else "-",
-                     f"{_mean(r.speed[key]) / _mean(r.speed['softmax']):.2f}x" if timed else "n/a"])
+                     speed_ratio(r.speed[key], r.speed["softmax"]) if timed else "n/a"])
     report.table(["variant", "params (non-embedding)", "val loss, full split (best ckpt)", "val bits/char",
                   "best val loss (fixed batches)", "minus softmax (paired)", "minus matched softmax (paired)",
                   "train tokens/s vs softmax"], rows,
@@ -50,7 +46,7 @@ def loss_table(report: Report, r: GpamResults) -> None:
                          "tokens/s comes from training (after warm-up) on a possibly shared machine: see the "
                          "benchmark for cost" + ("" if timed else f"; n/a: fewer than {REPORT_MIN_TIMED_STEPS} "
                                                                "steps timed per run at this scale"))
-    per_seed = [[s] + [r.full_loss[k][i] for k in VARIANTS] for i, s in enumerate(r.seeds)]
+    per_seed = per_seed_rows(r.seeds, [r.full_loss[k] for k in VARIANTS])
     report.table(["seed"] + [VARIANTS[k][0] for k in VARIANTS], per_seed,
                  caption="validation loss (full split, best checkpoint) per seed")
 
