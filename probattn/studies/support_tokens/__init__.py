@@ -4,7 +4,12 @@ Modules: ``attention_map`` (the map e(u) and its d x d Jacobian blocks), ``logde
 determinants in the small dimension via Sylvester's identity), ``moments`` (the fused training
 fast path), ``smooth`` (the smooth margin / log-barrier), ``gpt`` (margins of a GPT's layers from
 its hook points), ``prior`` and ``objective`` (MAP training), ``support`` (support tokens),
-``process`` (sequence likelihoods and the marginalisation check). See docs/support-tokens.md.
+``process`` (sequence likelihoods and the marginalisation check), ``tracking`` and
+``support_analysis`` (margins over training, support-token stability), ``view`` (what a person
+looks at). The study's commands are ``cli`` (``probattn support-tokens``, ``eval-robust``), its
+registered experiment ``experiment`` (rendered by ``report``), and the decisive two-stage study
+``study`` / ``study_summary`` (``python -m probattn.studies.support_tokens.study``). See
+docs/support-tokens.md.
 """
 
 from .attention_map import CausalAttentionMap, apply_map, attention_weights, jacobian_blocks
