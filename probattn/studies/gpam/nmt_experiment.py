@@ -8,7 +8,8 @@ and no parameter-matched control. Here, per normalisation (Pre-LN, Post-LN):
 2. softmax, daGPAM in self-attention only (trainable lambda), daGPAM everywhere (trainable), daGPAM
    with the tuned fixed lambdas, Diff attention, and a softmax whose FFN is widened to daGPAM's
    parameter count, each over several seeds;
-3. test BLEU / chrF (sacrebleu, detokenized, cased) per seed, mean +- std, differences paired by
+3. test BLEU / chrF (sacrebleu, detokenized, cased) and the teacher-forced test NLL (nats per
+   target token) per seed, mean +- std, differences paired by
    seed (same data order and initial weights up to the mechanism's own parameters) against softmax
    and against the matched softmax, and a paired bootstrap per seed.
 
@@ -98,8 +99,9 @@ SETTINGS = {
     "smoke": Scale("smoke", {"train": {"max_steps": 6, "eval_interval": 6}, "data": {"max_train_pairs": 300}},
                    (0, 1), ("pre", "post"), ((1.0, 1.0), (0.5, 1.0)), 1, 12, 50),
     # 2 CPU cores: the decisive trio (softmax, daGPAM everywhere with trainable lambda, the matched
-    # softmax) in Pre-LN over 3 seeds, about 9 x 10 minutes; the full design is the paper scale's
-    "quick": Scale("quick", {}, (0, 1, 2), ("pre",), (), 4, None, 1000,
+    # softmax) in Pre-LN and Post-LN over 3 seeds, 18 runs of about 4 minutes on an idle core; the
+    # full design (lambda grid, self-only, tuned, Diff) is the paper scale's
+    "quick": Scale("quick", {}, (0, 1, 2), ("pre", "post"), (), 4, None, 1000,
                    ("softmax", "gpam_all", "softmax_matched")),
     "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
                    ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
@@ -215,31 +217,37 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         rows, per_norm = [], {"tuning": tuning, "matched_ffn": width, "variants": {}}
         bleu = {k: {s: v["bleu"] for s, v in per.items()} for k, per in scores.items()}
         chrf = {k: {s: v["chrf"] for s, v in per.items()} for k, per in scores.items()}
+        nll = {k: {s: v["nll"] for s, v in per.items()} for k, per in scores.items()}
         for key, (label, _) in variants.items():
             entry: dict[str, Any] = {
                 "label": label, "params": scores[key][seeds[0]]["params"],
                 "bleu": summarize(bleu[key].values()), "chrf": summarize(chrf[key].values()),
                 "bleu_tok_lc": summarize(v["bleu_tok_lc"] for v in scores[key].values()),
+                "nll": summarize(nll[key].values()),
             }
             for ref_key in ("softmax", "softmax_matched"):
                 if key == ref_key:
                     continue
                 diffs = paired(bleu[key], bleu[ref_key])
                 chrf_diffs = paired(chrf[key], chrf[ref_key])
+                nll_diffs = paired(nll[key], nll[ref_key])
                 boot = [paired_bootstrap(hyps[ref_key][s], hyps[key][s], refs, n=scale.bootstrap, seed=s)["bleu"]
                         for s in seeds]
                 entry[f"vs_{ref_key}"] = {"bleu_diffs": diffs, "chrf_diffs": chrf_diffs,
-                                          "bleu_ci": paired_t_interval(diffs), "chrf_ci": paired_t_interval(chrf_diffs),
+                                          "nll_diffs": nll_diffs, "bleu_ci": paired_t_interval(diffs),
+                                          "chrf_ci": paired_t_interval(chrf_diffs),
+                                          "nll_ci": paired_t_interval(nll_diffs),
                                           "verdict": verdict(diffs),
                                           "bootstrap_p_per_seed": [b["p_b_not_better"] for b in boot]}
             per_norm["variants"][key] = entry
             vs = entry.get("vs_softmax", {})
             vm = entry.get("vs_softmax_matched", {})
             rows.append([label, entry["params"], fmt_mean_std(bleu[key].values(), 2),
-                         fmt_mean_std(chrf[key].values(), 2),
+                         fmt_mean_std(chrf[key].values(), 2), fmt_mean_std(nll[key].values(), 4),
                          fmt_paired(vs["bleu_ci"], 2) + f" ({vs['verdict']})" if vs else "-",
                          fmt_paired(vm["bleu_ci"], 2) + f" ({vm['verdict']})" if vm else "-",
-                         fmt_paired(vm["chrf_ci"], 2) if vm else "-"])
+                         fmt_paired(vm["chrf_ci"], 2) if vm else "-",
+                         fmt_paired(vm["nll_ci"], 4) if vm else "-"])
         report.heading(f"{'Pre' if norm == 'pre' else 'Post'}-LN")
         if tuning:
             report.table(["lam+", "lam-", "valid BLEU", "valid chrF", "best val NLL"],
@@ -247,14 +255,16 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                           for r in tuning], caption="lambda tuning on the validation split (first seed)")
         else:
             report.paragraph("No lambda grid at this scale: daGPAM's lambda is trainable (initial 1).", note=True)
-        report.table(["variant", "params", "test BLEU", "test chrF", "BLEU minus softmax (paired)",
-                      "BLEU minus matched softmax (paired)", "chrF minus matched softmax (paired)"], rows,
+        report.table(["variant", "params", "test BLEU", "test chrF", "test NLL", "BLEU minus softmax (paired)",
+                      "BLEU minus matched softmax (paired)", "chrF minus matched softmax (paired)",
+                      "NLL minus matched softmax (paired; negative = better)"], rows,
                      caption=f"Test split, {len(refs)} sentences, mean ± std over seeds")
         results["norms"][norm] = per_norm
         ga = per_norm["variants"]["gpam_all"]
         headline[f"{norm}-LN softmax BLEU"] = fmt_mean_std(bleu["softmax"].values(), 2)
         vm = ga["vs_softmax_matched"]
-        headline[f"{norm}-LN daGPAM-all vs matched softmax"] = f"{fmt_paired(vm['bleu_ci'], 2)} BLEU ({vm['verdict']})"
+        headline[f"{norm}-LN daGPAM-all vs matched softmax"] = (
+            f"{fmt_paired(vm['bleu_ci'], 2)} BLEU ({vm['verdict']}); {fmt_paired(vm['nll_ci'], 4)} test NLL")
     signature = scores["softmax"][seeds[0]]["bleu_signature"]
     report.paragraph(f"sacrebleu signatures: BLEU {signature}; chrF {scores['softmax'][seeds[0]]['chrf_signature']}; "
                      f"tokenized lowercased BLEU {scores['softmax'][seeds[0]]['bleu_tok_lc_signature']}.", note=True)
