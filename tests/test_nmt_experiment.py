@@ -9,7 +9,7 @@ import json
 import pytest
 
 from probattn.experiments import ExperimentContext, run_experiment
-from probattn.experiments.nmt import VARIANTS, _all, count_params, matched_ffn
+from probattn.studies.gpam.nmt_experiment import VARIANTS, _all, count_params, matched_ffn
 
 pytest.importorskip("sacrebleu")
 
@@ -66,7 +66,7 @@ def test_smoke_experiment(tmp_path):
 
 
 def test_scales_name_known_variants_and_tune_only_with_a_grid():
-    from probattn.experiments.nmt import SETTINGS, Scale
+    from probattn.studies.gpam.nmt_experiment import SETTINGS, Scale
 
     assert SETTINGS["quick"].variants == ("softmax", "gpam_all", "softmax_matched")
     assert set(SETTINGS["paper"].variants) == set(VARIANTS)
