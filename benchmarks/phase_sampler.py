@@ -40,11 +40,11 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from probattn.phase.convergence import summary
-    from probattn.phase.posterior import CopyPosterior, copy_state
-    from probattn.phase.samplers import hmc, mala
-    from probattn.phase.task import make_copy_task
-    from probattn.phase.theory import TheoryConfig, phase_diagram
+    from probattn.studies.phase.convergence import summary
+    from probattn.studies.phase.posterior import CopyPosterior, copy_state
+    from probattn.studies.phase.samplers import hmc, mala
+    from probattn.studies.phase.task import make_copy_task
+    from probattn.studies.phase.theory import TheoryConfig, phase_diagram
 
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     nuts_rate = None
     if not args.skip_nuts:
         try:
-            from probattn.phase.nuts import nuts
+            from probattn.studies.phase.nuts import nuts
             # compile once on a throwaway run so that its cost is known separately
             t0 = time.perf_counter()
             nuts(post, init.numpy()[:1], n_warmup=2, n_draws=2, chain_method="sequential")

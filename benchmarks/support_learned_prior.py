@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-from probattn.barrier.prior import FIRST_INFORMATIVE, EmbeddingPrior
 from probattn.io import atomic_write_text
 from probattn.report.intervals import interval_summary
 from probattn.robustness import RobustnessConfig, evaluate_robustness
+from probattn.studies.support_tokens.prior import FIRST_INFORMATIVE, EmbeddingPrior
 from probattn.train import apply_overrides, preset_config, train
 from probattn.train.trainer import Callback
 

@@ -21,8 +21,8 @@ import statistics
 import torch
 
 from benchmarks.common import cuda_extra_peak_mib, timed, write_json
-from probattn.barrier.objective import BarrierObjective
 from probattn.model import GPT
+from probattn.studies.support_tokens.objective import BarrierObjective
 from probattn.train import preset_config
 from probattn.train.objectives import CrossEntropy
 
@@ -97,8 +97,8 @@ def penalty_memory(T: int, impl: str, device: torch.device, r: int = 8, batch: i
     """
     from torch.profiler import ProfilerActivity, profile
 
-    from probattn.barrier.moments import strict_cov
-    from probattn.barrier.smooth import smooth_logdet
+    from probattn.studies.support_tokens.moments import strict_cov
+    from probattn.studies.support_tokens.smooth import smooth_logdet
 
     g = torch.Generator().manual_seed(0)
     q = torch.randn(batch, 1, T, r, generator=g).to(device).requires_grad_()

@@ -328,8 +328,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _options_of(name: str) -> list[str]:
     """The lines ``probattn list --options NAME`` prints for a mechanism or an objective."""
-    import inspect
-
     from .attention import attention_class, available_attention
     from .options import describe_options
     from .train import OBJECTIVES
@@ -340,13 +338,7 @@ def _options_of(name: str) -> list[str]:
     if name not in OBJECTIVES:
         raise ConfigError(f"no attention or objective named {name!r}; available: "
                           f"{', '.join(available_attention() + sorted(OBJECTIVES))}")
-    cls = objective_class(name)
-    if cls.option_names is None:
-        return [f"objective {name}:"] + ["  " + line for line in describe_options(cls.Options)]
-    # keyword options of the constructor: names and defaults, no help declared yet
-    params = inspect.signature(cls.__init__).parameters
-    return [f"objective {name} (defaults from its constructor; see its docs for meanings):"] + [
-        f"  {n} = {json.dumps(params[n].default)}" for n in cls.option_names]
+    return [f"objective {name}:"] + ["  " + line for line in describe_options(objective_class(name).Options)]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -391,8 +383,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
 # Studies add subcommands here: name -> "module:function" taking the subparsers object.
 EXTRA_COMMANDS: list[str] = [
     "probattn.diagnostics.cli:add_commands",
-    "probattn.barrier.cli:add_commands",
-    "probattn.phase.cli:add_commands",
+    "probattn.studies.support_tokens.cli:add_commands",
+    "probattn.studies.phase.cli:add_commands",
     "probattn.nmt.cli:add_commands",
 ]
 

@@ -27,10 +27,9 @@ WIDTH = 90  # longest description before it is cut at a word
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Core: model, attention mechanisms, training, data and the general tools studies share", ("probattn/",)),
     ("Study 1, support tokens and the log-barrier (docs/support-tokens.md)",
-     ("probattn/barrier/", "probattn/experiments/support_")),
-    ("Study 2, dual attention with negative weights (docs/gpam.md)", ("probattn/experiments/gpam",)),
-    ("Study 3, phase transitions on the copy task (docs/phase-transitions.md)",
-     ("probattn/phase/", "probattn/experiments/phase")),
+     ("probattn/studies/support_tokens/",)),
+    ("Study 2, dual attention with negative weights (docs/gpam.md)", ("probattn/studies/gpam/",)),
+    ("Study 3, phase transitions on the copy task (docs/phase-transitions.md)", ("probattn/studies/phase/",)),
     ("Benchmarks and scripts", ("benchmarks/", "scripts/")),
     ("Tests", ("tests/",)),
 )

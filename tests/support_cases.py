@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.func import jacrev
 
-from probattn.barrier.attention_map import CausalAttentionMap, apply_map
+from probattn.studies.support_tokens.attention_map import CausalAttentionMap, apply_map
 
 DT = torch.float64
 

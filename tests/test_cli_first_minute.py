@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from probattn.barrier.support import TextMargins
-from probattn.barrier.view import SUPPORT_STYLE, _colour, coloured_text_html, contrast, text_colour
 from probattn.cli import build_parser
+from probattn.studies.support_tokens.support import TextMargins
+from probattn.studies.support_tokens.view import SUPPORT_STYLE, _colour, coloured_text_html, contrast, text_colour
 from probattn.train import PRESETS, preset_config
 
 from .cli_cases import one_error_line, run_cli, snapshot

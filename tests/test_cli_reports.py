@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from probattn.experiments.support_tokens import HEADLINE_SIGMA, NOISE, headline_for
+from probattn.studies.support_tokens.experiment import HEADLINE_SIGMA, NOISE, headline_for
 from probattn.train.trainer import Throughput
 
 from .cli_cases import run_cli
@@ -45,25 +45,13 @@ def test_a_smoke_baseline_report_leaves_throughput_out(tmp_path, capsys):
     assert "tokens_per_s" not in json.loads((tmp_path / "results.json").read_text())["summary"]
 
 
-class _Report:
-    def __init__(self):
-        self.lines = []
-
-    def heading(self, *a):
-        pass
-
-    def bullets(self, lines):
-        self.lines += lines
-
-
 @pytest.mark.parametrize("scale, words", [("smoke", "not assessed at smoke scale"), ("quick", "MET"),
                                           ("paper", "MET")])
 def test_a_smoke_run_never_judges_the_paper_headline(scale, words):
     key = f"{NOISE} {HEADLINE_SIGMA:g}"
     comparisons = {"barrier": {key: {"clean_degradation": [0.001, 0.002], "damage_gain": [0.3, 0.4]}}}
-    report = _Report()
-    headline = headline_for(comparisons, report, scale)
-    assert words in report.lines[0]
+    lines, headline = headline_for(comparisons, scale)
+    assert words in lines[0]
     assert ("met" in next(iter(headline.values()))) == (scale != "smoke")
 
 

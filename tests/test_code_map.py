@@ -26,8 +26,10 @@ def test_every_file_is_in_exactly_one_group_with_a_docstring():
     code_map = _code_map()
     files = code_map.python_files(REPO)
     assert "probattn/model/gpt.py" in files and "tests/test_code_map.py" in files
-    assert code_map.group_of("probattn/barrier/smooth.py").startswith("Study 1")
-    assert code_map.group_of("probattn/phase/theory.py").startswith("Study 3")
+    assert code_map.group_of("probattn/studies/support_tokens/smooth.py").startswith("Study 1")
+    assert code_map.group_of("probattn/studies/gpam/experiment.py").startswith("Study 2")
+    assert code_map.group_of("probattn/studies/phase/theory.py").startswith("Study 3")
+    assert code_map.group_of("probattn/experiments/baseline.py").startswith("Core")  # the registry and baseline
     assert code_map.group_of("probattn/robustness/perturb.py").startswith("Core")  # a general tool
     missing = [f for f in files if code_map.summary(REPO / f) == "(no docstring)"]
     assert missing == []

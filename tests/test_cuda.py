@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from probattn.attention import AttentionContext, available_attention, build_attention
-from probattn.barrier.moments import strict_cov
-from probattn.barrier.objective import BarrierObjective
 from probattn.model import GPT, GPTConfig
+from probattn.studies.support_tokens.moments import strict_cov
+from probattn.studies.support_tokens.objective import BarrierObjective
 
 from .conftest import tiny_config
 
@@ -123,7 +123,7 @@ def test_trainer_on_cuda_with_bf16_and_compile_writes_a_checkpoint_the_cpu_loads
 
 
 def test_smooth_logdet_backward_for_small_matrices_never_waits_on_the_host():
-    from probattn.barrier.smooth import smooth_logdet
+    from probattn.studies.support_tokens.smooth import smooth_logdet
 
     g = torch.Generator().manual_seed(0)
     M = torch.randn(4096, 8, 8, generator=g, dtype=torch.float64)

@@ -11,9 +11,9 @@ import torch
 
 from probattn.cli import main
 from probattn.data import build_tokenizer
-from probattn.experiments import gpam_deep
 from probattn.model import GPT, GPTConfig
 from probattn.report import paired_t_interval
+from probattn.studies.gpam import deep_experiment as gpam_deep
 
 
 def test_word_perplexity_of_a_tiny_case_by_hand():

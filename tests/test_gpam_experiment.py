@@ -8,10 +8,20 @@ import json
 import pytest
 
 from probattn.cli import main
-from probattn.experiments import describe_experiments, gpam_deep
-from probattn.experiments import gpam as gpam_experiment
+from probattn.experiments import describe_experiments
+from probattn.experiments.common import paired_differences, per_seed_rows, speed_ratio
 from probattn.runs import load_run, run_corpus
+from probattn.studies.gpam import deep_experiment as gpam_deep
+from probattn.studies.gpam import experiment as gpam_experiment
 from probattn.train import apply_overrides, preset_config
+
+
+def test_paired_helpers_pair_by_seed_and_refuse_unequal_lengths():
+    assert paired_differences([1.5, 2.0, 0.25], [1.0, 2.5, 0.25]) == [0.5, -0.5, 0.0]
+    with pytest.raises(ValueError, match="paired by seed: 2 values against 3"):
+        paired_differences([1.0, 2.0], [1.0, 2.0, 3.0])  # never cut to the shorter list
+    assert per_seed_rows((7, 9), [[0.1, 0.2], ["a", "b"]]) == [[7, 0.1, "a"], [9, 0.2, "b"]]
+    assert speed_ratio([300.0, 100.0], [100.0, 100.0, 100.0]) == "2.00x"  # means, not sums
 
 
 def test_matched_baseline_has_the_parameter_count_of_dagpam():

@@ -8,11 +8,11 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="the Hugging Face integration is the 'hf' extra")
 
-from probattn.barrier import gpt_margins  # noqa: E402
-from probattn.barrier.attention_map import causal_softmax  # noqa: E402
 from probattn.integrations.hf import use_probattn_attention  # noqa: E402
 from probattn.integrations.hf.margins import capture_attention, hf_margins  # noqa: E402
 from probattn.model import GPT, GPTConfig  # noqa: E402
+from probattn.studies.support_tokens import gpt_margins  # noqa: E402
+from probattn.studies.support_tokens.attention_map import causal_softmax  # noqa: E402
 
 from .hf_models import ids, tiny_gpt2, tiny_llama, tiny_mistral  # noqa: E402
 

@@ -5,11 +5,11 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="the Hugging Face integration is the 'hf' extra")
 
-from probattn.barrier.smooth import smooth_margin_from_det  # noqa: E402
 from probattn.errors import ConfigError  # noqa: E402
 from probattn.integrations.hf import use_probattn_attention  # noqa: E402
 from probattn.integrations.hf.margins import hf_margins  # noqa: E402
 from probattn.integrations.hf.training import HFBarrierLoss  # noqa: E402
+from probattn.studies.support_tokens.smooth import smooth_margin_from_det  # noqa: E402
 
 from .hf_models import ids, tiny_gpt2, tiny_llama  # noqa: E402
 
@@ -85,7 +85,7 @@ def test_barrier_loss_refuses_what_it_cannot_compute():
 
 
 def test_training_mode_samples_tokens_and_the_estimate_uses_their_exact_margins():
-    from probattn.barrier.prior import draw_subset
+    from probattn.studies.support_tokens.prior import draw_subset
 
     model = tiny_llama().train()  # no dropout in the tiny Llama: train mode only switches sampling on
     tokens = ids(3, 10)

@@ -126,3 +126,26 @@ def test_resume_continues_exactly(tmp_path, capsys):
     b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_split_nll_equals_a_pair_by_pair_sum(tmp_path, capsys):
+    import torch
+
+    from probattn.nmt.runs import load_nmt_run, split_nll
+
+    data, run_dir = corpus(tmp_path / "data"), tmp_path / "run"
+    assert run_cli(smoke(data, run_dir, "--attention", "gpam"), capsys)[0] == 0
+    run = load_nmt_run(run_dir)
+    pairs = [("Eins zwei.", "One two."), ("Drei vier fünf.", "Three four five."), ("Sechs.", "Six.")]
+    total, tokens = 0.0, 0
+    with torch.no_grad():  # one pair at a time, no padding: the batched, padded sum must equal it
+        for de, en in pairs:
+            src = torch.tensor([run.tokenizer.encode(de) + [run.model.config.eos_id]])
+            tgt = run.tokenizer.encode(en)
+            logits, _ = run.model(src, torch.tensor([[run.model.config.bos_id] + tgt]))
+            logp = torch.log_softmax(logits[0].double(), -1)
+            total -= sum(float(logp[i, t]) for i, t in enumerate(tgt + [run.model.config.eos_id]))
+            tokens += len(tgt) + 1
+    got = split_nll(run, pairs, batch_size=2)
+    assert got["nll_tokens"] == tokens and got["nll_pairs"] == 3
+    assert got["nll"] == pytest.approx(total / tokens, rel=1e-5)

@@ -82,7 +82,7 @@ def test_folder_corpus_and_its_errors(tmp_path):
     with pytest.raises(DataError, match="unknown language pair"):
         load_parallel("ding", "de", "fr")
     with pytest.raises(DataError, match="not found"):
-        load_parallel("iwslt14", data_dirs=(str(tmp_path),))
+        load_parallel("iwslt14", data_dirs=(str(tmp_path),), download=False)
 
 
 def test_missing_ding_names_the_install_command(tmp_path, monkeypatch):

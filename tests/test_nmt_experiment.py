@@ -9,7 +9,7 @@ import json
 import pytest
 
 from probattn.experiments import ExperimentContext, run_experiment
-from probattn.experiments.nmt import VARIANTS, _all, count_params, matched_ffn
+from probattn.studies.gpam.nmt_experiment import VARIANTS, _all, count_params, matched_ffn
 
 pytest.importorskip("sacrebleu")
 
@@ -46,11 +46,14 @@ def test_smoke_experiment(tmp_path):
         assert len(per["tuning"]) == 2
         assert set(per["variants"]) == set(VARIANTS)
         for key, v in per["variants"].items():
-            assert v["bleu"]["n"] == 2 and 0 <= v["bleu"]["mean"] <= 100
+            assert v["bleu"]["n"] == 2 and 0 <= v["bleu"]["mean"] <= 100 and 0 < v["nll"]["mean"] < 20
             if key != "softmax":
                 diffs = v["vs_softmax"]["bleu_diffs"]
                 expect = [a - b for a, b in zip(v["bleu"]["values"], per["variants"]["softmax"]["bleu"]["values"])]
                 assert diffs == pytest.approx(expect)
+                nll = [a - b for a, b in zip(v["nll"]["values"], per["variants"]["softmax"]["nll"]["values"])]
+                assert v["vs_softmax"]["nll_diffs"] == pytest.approx(nll)
+                assert v["vs_softmax"]["nll_ci"]["mean"] == pytest.approx(sum(nll) / 2)
         params = {k: v["params"] for k, v in per["variants"].items()}
         assert params["gpam_all"] > params["gpam_self"] > params["softmax"]
         assert abs(params["softmax_matched"] - params["gpam_all"]) < params["gpam_all"] - params["softmax"]
@@ -60,3 +63,14 @@ def test_smoke_experiment(tmp_path):
     before = metrics.stat().st_mtime_ns
     run_experiment("nmt", ctx)
     assert metrics.stat().st_mtime_ns == before
+
+
+def test_scales_name_known_variants_and_tune_only_with_a_grid():
+    from probattn.studies.gpam.nmt_experiment import SETTINGS, Scale
+
+    assert SETTINGS["quick"].variants == ("softmax", "gpam_all", "softmax_matched")
+    assert set(SETTINGS["paper"].variants) == set(VARIANTS)
+    with pytest.raises(ValueError, match="must include"):
+        Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all"))
+    with pytest.raises(ValueError, match="lambda grid"):
+        Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all", "softmax_matched", "gpam_tuned"))

@@ -4,11 +4,11 @@ import math
 
 import torch
 
-from probattn.phase.model import attention_rows
-from probattn.phase.model import order_parameters as attention_order_parameters
-from probattn.phase.posterior import CopyPosterior
-from probattn.phase.task import make_copy_task, shift_matrix
-from probattn.phase.theory import TheoryConfig, find_transition, linear_critical_P, order_parameters
+from probattn.studies.phase.model import attention_rows
+from probattn.studies.phase.model import order_parameters as attention_order_parameters
+from probattn.studies.phase.posterior import CopyPosterior
+from probattn.studies.phase.task import make_copy_task, shift_matrix
+from probattn.studies.phase.theory import TheoryConfig, find_transition, linear_critical_P, order_parameters
 
 
 def test_causal_task_targets_and_mask():

@@ -47,7 +47,7 @@ def test_phase_diagram_non_numeric_flag_is_one_line(capsys):
 def test_phase_experiment_smoke(tmp_path, capsys):
     from dataclasses import fields
 
-    from probattn.experiments.phase import PhaseResults
+    from probattn.studies.phase.experiment import PhaseResults
 
     rc = main(["experiment", "phase", "--scale", "smoke", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from probattn.errors import ConfigError
-from probattn.phase import entropy as en
-from probattn.phase.theory import TheoryConfig, find_transition, minima_at
+from probattn.studies.phase import entropy as en
+from probattn.studies.phase.theory import TheoryConfig, find_transition, minima_at
 
 CFG = TheoryConfig(L=32, V=32, sigma_s=0.25, sigma_w=1.0, kappa=0.2, entropy=True)
 

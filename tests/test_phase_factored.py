@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.factored import FactoredPosterior, factored_free_energy, factored_transition
-from probattn.phase.posterior import CopyPosterior
-from probattn.phase.task import make_copy_task, shift_matrix
-from probattn.phase.theory import TheoryConfig, free_energy
+from probattn.studies.phase.factored import FactoredPosterior, factored_free_energy, factored_transition
+from probattn.studies.phase.posterior import CopyPosterior
+from probattn.studies.phase.task import make_copy_task, shift_matrix
+from probattn.studies.phase.theory import TheoryConfig, free_energy
 
 
 def _fp(L=6, d=6, sigma_qk=0.7):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from probattn.phase.convergence import summary
-from probattn.phase.model import attention_rows, order_parameters
-from probattn.phase.posterior import CopyPosterior, copy_state
-from probattn.phase.samplers import hmc
-from probattn.phase.task import make_copy_task
+from probattn.studies.phase.convergence import summary
+from probattn.studies.phase.model import attention_rows, order_parameters
+from probattn.studies.phase.posterior import CopyPosterior, copy_state
+from probattn.studies.phase.samplers import hmc
+from probattn.studies.phase.task import make_copy_task
 
 from .conftest import needs
 

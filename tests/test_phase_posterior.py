@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.model import (
+from probattn.studies.phase.model import (
     ReducedAttentionNet,
     attention_rows,
     features,
     order_parameters,
 )
-from probattn.phase.posterior import CopyPosterior, copy_state
-from probattn.phase.task import make_copy_task, shift_matrix
+from probattn.studies.phase.posterior import CopyPosterior, copy_state
+from probattn.studies.phase.task import make_copy_task, shift_matrix
 
 
 def _posterior(kind, V=5, L=4, P=3, seed=0, **scales):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.convergence import ess_rhat, summary
-from probattn.phase.samplers import DualAveraging, hmc, mala
+from probattn.studies.phase.convergence import ess_rhat, summary
+from probattn.studies.phase.samplers import DualAveraging, hmc, mala
 
 from .conftest import needs
 
@@ -93,9 +93,9 @@ def test_ess_rhat_flags_stuck_chains():
 
 def test_jax_potential_matches_torch():
     pytest.importorskip("numpyro", reason="NumPyro is the optional 'bayes' extra")
-    from probattn.phase.nuts import jax_potential
-    from probattn.phase.posterior import CopyPosterior
-    from probattn.phase.task import make_copy_task
+    from probattn.studies.phase.nuts import jax_potential
+    from probattn.studies.phase.posterior import CopyPosterior
+    from probattn.studies.phase.task import make_copy_task
 
     for kind in ("softmax", "linear"):
         post = CopyPosterior.from_task(make_copy_task(5, 4, 3, seed=1), kind, 0.7, 1.2, 0.3)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from probattn.errors import ConfigError
-from probattn.phase.scaling import (
+from probattn.studies.phase.scaling import (
     Convention,
     critical_P,
     default_lengths,
@@ -15,7 +15,7 @@ from probattn.phase.scaling import (
     leading_law,
     readout_limit_x,
 )
-from probattn.phase.theory import TheoryConfig, find_transition
+from probattn.studies.phase.theory import TheoryConfig, find_transition
 
 BASE = TheoryConfig(L=32, V=32, sigma_s=0.25, sigma_w=1.0, kappa=0.2)
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from probattn.errors import ConfigError
-from probattn.phase.model import attention_rows
-from probattn.phase.model import order_parameters as attention_order_parameters
-from probattn.phase.posterior import CopyPosterior
-from probattn.phase.task import make_copy_task, shift_matrix
-from probattn.phase.theory import (
+from probattn.studies.phase.model import attention_rows
+from probattn.studies.phase.model import order_parameters as attention_order_parameters
+from probattn.studies.phase.posterior import CopyPosterior
+from probattn.studies.phase.task import make_copy_task, shift_matrix
+from probattn.studies.phase.theory import (
     TheoryConfig,
     critical_P_vs_L,
     find_transition,
@@ -147,7 +147,7 @@ def test_bad_theory_config(bad):
 
 
 def test_mean_field_train_mse_matches_matrix_algebra():
-    from probattn.phase.theory import train_mse
+    from probattn.studies.phase.theory import train_mse
 
     cfg = TheoryConfig(L=8, V=5, sigma_s=0.5, sigma_w=1.3, kappa=0.2)
     for kind, lam, P in (("softmax", 1.1, 7.0), ("linear", 0.4, 3.0)):

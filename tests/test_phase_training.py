@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from probattn.errors import ConfigError
-from probattn.phase.model import FullAttentionNet
-from probattn.phase.posterior import CopyPosterior
-from probattn.phase.task import make_copy_task
-from probattn.phase.training import MapConfig, train_map
+from probattn.studies.phase.model import FullAttentionNet
+from probattn.studies.phase.posterior import CopyPosterior
+from probattn.studies.phase.task import make_copy_task
+from probattn.studies.phase.training import MapConfig, train_map
 
 
 @pytest.mark.parametrize("kind", ["softmax", "linear"])

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from probattn.barrier.support import support_tokens, text_margins, window_starts
 from probattn.cli import main
 from probattn.runs import load_run
+from probattn.studies.support_tokens.support import support_tokens, text_margins, window_starts
 from probattn.train import apply_overrides, preset_config, train
 
 TEXT = "def f(x):\n    return x < 3 and x > 1  # <script>alert('hi')</script>\n"

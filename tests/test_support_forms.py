@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from probattn.barrier.forms import ABS_CAP, FORMS, BarrierForm, barrier_of_matrix, capped_logabsdet
+from probattn.studies.support_tokens.forms import ABS_CAP, FORMS, BarrierForm, barrier_of_matrix, capped_logabsdet
 
 from .support_cases import DT
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from probattn.barrier.attention_map import jacobian_blocks
-from probattn.barrier.gpt import gpt_margins, layer_inputs, layer_map
-from probattn.barrier.logdet import logdet_jacobian
 from probattn.model import GPT, GPTConfig
+from probattn.studies.support_tokens.attention_map import jacobian_blocks
+from probattn.studies.support_tokens.gpt import gpt_margins, layer_inputs, layer_map
+from probattn.studies.support_tokens.logdet import logdet_jacobian
 
 from .support_cases import DT
 
@@ -91,8 +91,8 @@ def test_forward_returns_the_hooked_queries_and_keys(gpt, idx):
 
 
 def test_layer_terms_stacked_for_a_sample_and_layer_by_layer_when_exact_equal_each_layer_alone(gpt, idx):
-    from probattn.barrier.gpt import hook_qk
-    from probattn.barrier.prior import informative, layer_terms, strict_margins
+    from probattn.studies.support_tokens.gpt import hook_qk
+    from probattn.studies.support_tokens.prior import informative, layer_terms, strict_margins
 
     _, qk = hook_qk(gpt, idx)
     scale = gpt.blocks[0].attn.mechanism.scale

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probattn.barrier.attention_map import apply_map, jacobian_blocks
-from probattn.barrier.logdet import logdet_jacobian
+from probattn.studies.support_tokens.attention_map import apply_map, jacobian_blocks
+from probattn.studies.support_tokens.logdet import logdet_jacobian
 
 from .support_cases import CONFIGS, DT, autograd_blocks, degenerate_case, random_map
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.profiler import profile
 
-from probattn.barrier.attention_map import CausalAttentionMap
-from probattn.barrier.logdet import logdet_jacobian
-from probattn.barrier.moments import (
+from probattn.studies.support_tokens.attention_map import CausalAttentionMap
+from probattn.studies.support_tokens.logdet import logdet_jacobian
+from probattn.studies.support_tokens.moments import (
     strict_cov,
     strict_means,
     strict_means_at,

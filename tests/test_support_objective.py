@@ -9,10 +9,12 @@ import math
 import pytest
 import torch
 
-from probattn.barrier.attention_map import CausalAttentionMap, apply_map
-from probattn.barrier.moments import strict_cov
-from probattn.barrier.objective import BarrierObjective
-from probattn.barrier.prior import (
+from probattn.errors import ConfigError
+from probattn.model import GPT, GPTConfig
+from probattn.studies.support_tokens.attention_map import CausalAttentionMap, apply_map
+from probattn.studies.support_tokens.moments import strict_cov
+from probattn.studies.support_tokens.objective import BarrierObjective, BarrierOptions
+from probattn.studies.support_tokens.prior import (
     FIRST_INFORMATIVE,
     EmbeddingPrior,
     barrier_values,
@@ -20,11 +22,10 @@ from probattn.barrier.prior import (
     informative,
     strict_margins,
 )
-from probattn.errors import ConfigError
-from probattn.model import GPT, GPTConfig
 from probattn.train import apply_overrides, build_objective, preset_config, train
 from probattn.train.metrics import read_jsonl
 
+from .cli_cases import one_error_line, run_cli
 from .support_cases import DT
 
 
@@ -43,6 +44,36 @@ def penalty_grads(model, objective, x, y):
     model.zero_grad()
     terms.value.backward()
     return {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_options_declare_each_default_once_and_the_placement_picks_the_sampling():
+    o = BarrierOptions()
+    assert (o.lam, o.placement, o.rank, o.prior, o.delta, o.form, o.cap, o.layers) == \
+        (0.05, "embedding", 8, "margin", 0.01, "smooth", None, None)
+    exact = BarrierObjective(tiny_gpt())
+    assert exact.options == o and (exact.sample_sequences, exact.sample_positions, exact.eval_sequences) == \
+        (None, None, None)
+    layers = BarrierObjective(tiny_gpt(), placement="layers")
+    assert (layers.sample_sequences, layers.sample_positions, layers.eval_sequences) == (4, 16, 4)
+    chosen = BarrierObjective(tiny_gpt(), placement="layers", sample_sequences=None, eval_sequences=2)
+    assert (chosen.sample_sequences, chosen.sample_positions, chosen.eval_sequences) == (None, 16, 2)
+    assert isinstance(BarrierOptions(lam=1).lam, float)  # JSON "1" where a real number is meant
+    for bad, message in (({"lam": -1}, "lam must be a finite number >= 0, got -1"),
+                         ({"rank": 0}, 'rank must be a positive integer or "full", got 0'),
+                         ({"sample_positions": 2.5}, "sample_positions must be a positive integer"),
+                         ({"layers": [True]}, "layers must list layer indices"),
+                         ({"cap": 1.0, "form": "abs"}, "cap applies to form=smooth only")):
+        with pytest.raises(ConfigError, match="objective option " + message.replace("(", r"\(")):
+            BarrierOptions(**bad)
+
+
+def test_a_bad_option_on_the_command_line_is_one_error_line_and_nothing_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--preset", "quick", "--objective", "barrier", "--objective-option",
+                            "placement=nowhere", "--out", out, "--max-steps", "1"], capsys)
+    line = one_error_line(err)
+    assert code != 0 and "objective option placement must be one of embedding, layers" in line
+    assert not out.exists()
 
 
 def test_registered_and_options_validated():
@@ -234,9 +265,9 @@ def test_trains_and_logs_penalty_and_min_margin(tmp_path, placement):
 
 
 def test_layer_placement_evaluates_margins_exactly_on_its_first_sequences():
-    from probattn.barrier.gpt import hook_qk
-    from probattn.barrier.prior import layer_terms
     from probattn.model import GPT, GPTConfig
+    from probattn.studies.support_tokens.gpt import hook_qk
+    from probattn.studies.support_tokens.prior import layer_terms
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()

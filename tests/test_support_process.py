@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from probattn.barrier.process import marginalisation_gap, sequence_logprob
 from probattn.model import GPT, GPTConfig
+from probattn.studies.support_tokens.process import marginalisation_gap, sequence_logprob
 
 
 @pytest.fixture(scope="module")

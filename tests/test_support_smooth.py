@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from probattn.barrier.smooth import (
+from probattn.studies.support_tokens.smooth import (
     adjugate_transpose,
     adjugate_transpose_poly,
     logdet_gradient_masked,

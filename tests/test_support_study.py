@@ -10,20 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from probattn.barrier.prior import FIRST_INFORMATIVE
-from probattn.barrier.support_analysis import (
+from probattn.errors import ConfigError
+from probattn.model import GPT, GPTConfig
+from probattn.report.intervals import interval_summary
+from probattn.studies.support_tokens import study
+from probattn.studies.support_tokens.prior import FIRST_INFORMATIVE
+from probattn.studies.support_tokens.study_summary import matched_gain, verdict, write_summary
+from probattn.studies.support_tokens.support_analysis import (
     _substituted,
     char_profile,
     jaccard,
     perturbation_test,
     support_set,
 )
-from probattn.barrier.tracking import margin_stats, window_margins
-from probattn.errors import ConfigError
-from probattn.experiments import support_study as study
-from probattn.experiments.support_summary import matched_gain, verdict, write_summary
-from probattn.model import GPT, GPTConfig
-from probattn.report.intervals import interval_summary
+from probattn.studies.support_tokens.tracking import margin_stats, window_margins
 from probattn.train import build_objective
 
 

@@ -321,8 +321,12 @@ def _download_named(nc: NamedCorpus) -> _Source:
     return _Source(nc.name, nc.urls[0], splits=splits)
 
 
-def fetch_verified(urls: tuple[str, ...], sha256: str, timeout: float = 60.0) -> bytes:
-    """Download from the first URL that answers and whose content has the expected SHA-256."""
+def fetch_verified(urls: tuple[str, ...], sha256: str | None, timeout: float = 60.0) -> bytes:
+    """Download from the first URL that answers and whose content has the expected SHA-256.
+
+    ``sha256=None`` accepts the first answer: for a source whose digest is not pinned, the caller
+    records the digest of what it got (trust on first use) and checks later copies against it.
+    """
     errors = []
     for url in urls:
         try:
@@ -332,7 +336,7 @@ def fetch_verified(urls: tuple[str, ...], sha256: str, timeout: float = 60.0) ->
             errors.append(f"{url}: {e}")
             continue
         digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
+        if sha256 is not None and digest != sha256:
             errors.append(f"{url}: checksum mismatch (got {digest[:12]}..., want {sha256[:12]}...)")
             continue
         return data

@@ -18,11 +18,11 @@ from .context import ExperimentContext, ExperimentResult
 
 EXPERIMENTS: dict[str, str] = {
     "baseline": "probattn.experiments.baseline",
-    "gpam": "probattn.experiments.gpam",
-    "gpam-deep": "probattn.experiments.gpam_deep",
-    "support-tokens": "probattn.experiments.support_tokens",
-    "phase": "probattn.experiments.phase",
-    "nmt": "probattn.experiments.nmt",
+    "gpam": "probattn.studies.gpam.experiment",
+    "gpam-deep": "probattn.studies.gpam.deep_experiment",
+    "support-tokens": "probattn.studies.support_tokens.experiment",
+    "phase": "probattn.studies.phase.experiment",
+    "nmt": "probattn.studies.gpam.nmt_experiment",
 }
 
 

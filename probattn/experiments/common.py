@@ -41,6 +41,24 @@ def report_throughput(runs: list[SeedRun]) -> list[float] | None:
     return [r.result.tokens_per_s for r in runs]
 
 
+def paired_differences(values: list[float], baseline: list[float]) -> list[float]:
+    """Per-seed ``values - baseline``, both lists in the same seed order (unequal lengths are a bug,
+    never silently cut to the shorter one)."""
+    if len(values) != len(baseline):
+        raise ValueError(f"paired by seed: {len(values)} values against {len(baseline)} of the baseline")
+    return [a - b for a, b in zip(values, baseline)]
+
+
+def speed_ratio(speeds: list[float], baseline: list[float]) -> str:
+    """Mean throughput over the baseline's mean, as '1.23x'."""
+    return f"{(sum(speeds) / len(speeds)) / (sum(baseline) / len(baseline)):.2f}x"
+
+
+def per_seed_rows(seeds, columns: list[list[Any]]) -> list[list[Any]]:
+    """Rows of a per-seed table: the seed, then each column's entry for that seed."""
+    return [[seed] + [column[i] for column in columns] for i, seed in enumerate(seeds)]
+
+
 def train_seeds(config: RunConfig, seeds: tuple[int, ...], out_dir: Path, ctx: ExperimentContext,
                 callbacks_for_seed=None) -> list[SeedRun]:
     """Train ``config`` once per seed into ``out_dir/seed<k>``.

@@ -172,7 +172,7 @@ class GPT(HookedMixin, nn.Module):
 
         ``return_qk=True`` returns ``(logits, loss, qk)``, ``qk`` a list of every layer's ``(q, k)``
         of shape (B, H, T, D), after their hooks. This extra return mode is the one deliberate
-        departure from nanoGPT's signature: the barrier's layer placement (``barrier/gpt.py``)
+        departure from nanoGPT's signature: the barrier's layer placement (``studies/support_tokens/gpt.py``)
         needs q and k from the same, possibly ``torch.compile``-d, pass that computes the loss;
         Python hooks would run it eagerly, and a separate method would be a second compiled graph
         of the same model. ``return_qk=False`` (the default) is nanoGPT's two-tuple.

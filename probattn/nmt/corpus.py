@@ -7,7 +7,9 @@
   a train pair whose German side is a valid/test sentence is dropped too). Train holds the rest of
   the sentences and, with ``phrases``, the dictionary's phrase pairs.
 * ``iwslt14``: IWSLT14 De-En as fairseq's ``prepare-iwslt14.sh`` leaves it (Moses-tokenized,
-  lowercased ``train/valid/test.{de,en}``), in ``iwslt14.tokenized.de-en`` of the data path.
+  lowercased ``train/valid/test.{de,en}``), in ``iwslt14.tokenized.de-en`` of the data path; when
+  it is not there (and downloads are allowed), fetched and prepared into the cache by
+  :mod:`probattn.nmt.iwslt14`.
 * a folder with ``train.{src}``, ``train.{tgt}``, ``valid.*`` and (optional) ``test.*``, one
   sentence per line, the two sides of a split with equally many lines.
 
@@ -17,7 +19,7 @@ The data path is the language-model corpora's: ``--data-dir`` flags, ``$PROBATTN
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.corpora import data_search_path, read_text_file
@@ -25,7 +27,6 @@ from ..errors import DataError
 
 DING_SYSTEM_FILE = Path("/usr/share/trans/de-en")
 DING_FOLDERS = ("trans", "ding", ".")
-IWSLT_FOLDERS = ("iwslt14.tokenized.de-en", "iwslt14")
 LANGS = ("de", "en")
 CORPORA = ("ding", "iwslt14")
 SPLITS = ("train", "valid", "test")
@@ -63,16 +64,22 @@ def check_pair(src_lang: str, tgt_lang: str) -> None:
 
 def load_parallel(name: str, src_lang: str = "de", tgt_lang: str = "en", data_dirs=(), *,
                   phrases: bool = True, max_words: int | None = None, heldout_every: int = 20,
-                  phrase_min_words: int = 1) -> ParallelCorpus:
+                  phrase_min_words: int = 1, download: bool = True, sha256: str | None = None) -> ParallelCorpus:
     """Load a corpus, oriented ``src_lang -> tgt_lang``, length-filtered to ``max_words`` words.
 
     ``phrase_min_words`` (ding): keep only the phrase pairs with at least that many words per side.
+    ``download`` / ``sha256`` (iwslt14): fetch the archive when no prepared folder is in the data
+    path; the archive digest to insist on (else the one recorded at the first download).
     """
     check_pair(src_lang, tgt_lang)
     if name == "ding":
         corpus = _load_ding(data_dirs, phrases, heldout_every, phrase_min_words)
     elif name == "iwslt14":
-        corpus = _load_folder(_find(IWSLT_FOLDERS, data_dirs, "train.de", "iwslt14"), "iwslt14")
+        from .iwslt14 import locate
+
+        folder, notes = locate(data_dirs, download, sha256)
+        corpus = _load_folder(folder, "iwslt14")
+        corpus = replace(corpus, notes=corpus.notes + notes)
     elif Path(name).is_dir():
         corpus = _load_folder(Path(name), Path(name).name, src_lang, tgt_lang)
     else:
@@ -80,16 +87,6 @@ def load_parallel(name: str, src_lang: str = "de", tgt_lang: str = "en", data_di
     if (src_lang, tgt_lang) != ("de", "en"):
         corpus = _flip(corpus)
     return _length_filter(corpus, max_words) if max_words else corpus
-
-
-def _find(folders, data_dirs, marker: str, what: str) -> Path:
-    searched = data_search_path(data_dirs)
-    for base in searched:
-        for folder in folders:
-            if (base / folder / marker).is_file():
-                return base / folder
-    raise DataError(f"corpus {what!r} not found: looked for {'/'.join((folders[0], marker))} in "
-                    f"{', '.join(str(p) for p in searched)}")
 
 
 def _ding_file(data_dirs) -> Path:
@@ -125,7 +122,8 @@ def _load_ding(data_dirs, phrases: bool, heldout_every: int, phrase_min_words: i
     train = [(de, en) for de, en in train if de.lower() not in held_de]
     notes = (f"ding: {sum(p.sentence for p in pairs)} example sentences, "
              f"{sum(not p.sentence for p in pairs)} phrase pairs"
-             + ("" if not phrases or phrase_min_words == 1 else f" (those of >= {phrase_min_words} words per side used)")
+             + ("" if not phrases or phrase_min_words == 1
+                else f" (those of >= {phrase_min_words} words per side used)")
              + ("" if phrases else " (not used)"),)
     return ParallelCorpus("ding", "de", "en", train, valid, test, source=str(path), notes=notes)
 

@@ -94,6 +94,25 @@ def translate(run: NMTRun, texts: list[str], beam: int = 5, length_penalty: floa
     return [o or "" for o in out]
 
 
+@torch.no_grad()
+def split_nll(run: NMTRun, pairs, batch_size: int = 64) -> dict[str, float]:
+    """Teacher-forced NLL of the references, nats per target token (EOS included), summed over
+    every pair that fits the context: the smooth quality measure beside BLEU, paired by seed."""
+    from .task import collate, encode_pairs, fits
+
+    encoded = [p for p in encode_pairs(run.tokenizer, pairs) if fits(p, run.model.config.max_len)]
+    total, tokens = 0.0, 0
+    run.model.eval()
+    for i in range(0, len(encoded), batch_size):
+        (src, tgt_in), tgt_out = collate(encoded[i: i + batch_size])
+        logits, _ = run.model(src.to(run.device), tgt_in.to(run.device))
+        keep = tgt_out.to(run.device) != run.model.config.pad_id
+        logp = torch.log_softmax(logits.double(), dim=-1).gather(-1, tgt_out.to(run.device)[..., None])[..., 0]
+        total -= float(logp[keep].sum())
+        tokens += int(keep.sum())
+    return {"nll": total / max(tokens, 1), "nll_tokens": tokens, "nll_pairs": len(encoded)}
+
+
 def evaluate_split(run: NMTRun, split: str = "valid", beam: int = 5, length_penalty: float = 1.0,
                    limit: int | None = None, batch_size: int = 32, data_dirs=()) -> dict[str, Any]:
     """Scores of the run's corpus split (pairs whose source exceeds the context are skipped)."""
@@ -111,6 +130,7 @@ def evaluate_split(run: NMTRun, split: str = "valid", beam: int = 5, length_pena
     kept = [p for p, seq in zip(pairs, ids) if len(seq) <= max_src]
     hyps = translate(run, [s for s, _ in kept], beam, length_penalty, batch_size, what=split)
     result = score(hyps, [t for _, t in kept], pretokenized=data.corpus == "iwslt14")
+    result.update(split_nll(run, kept))
     result.update({"split": split, "sentences": len(kept), "skipped_too_long": len(pairs) - len(kept),
                    "beam": beam, "length_penalty": length_penalty, "checkpoint": str(run.checkpoint)})
     return result, hyps, kept

@@ -20,7 +20,7 @@ from ..options import NoOptions, Options
 # name -> "module:Class"; imported only when used so studies stay out of start-up
 OBJECTIVES: dict[str, str] = {
     "ce": "probattn.train.objectives:CrossEntropy",
-    "barrier": "probattn.barrier.objective:BarrierObjective",
+    "barrier": "probattn.studies.support_tokens.objective:BarrierObjective",
     "label_smoothed_ce": "probattn.nmt.task:LabelSmoothedCE",
     "embedding_noise": "probattn.robustness.augment:EmbeddingNoiseObjective",
 }
@@ -39,11 +39,6 @@ def objective_class(name: str) -> type[Objective]:
 
 def build_objective(name: str, options: dict, model: nn.Module) -> Objective:
     cls = objective_class(name)
-    if cls.option_names is not None:  # keyword options of the constructor, not an Options class
-        unknown = sorted(set(options) - set(cls.option_names))
-        if unknown:
-            allowed = ", ".join(cls.option_names) or "none"
-            raise ConfigError(f"objective {name!r} has no option(s) {', '.join(unknown)}; allowed: {allowed}")
     return cls(model=model, **options)  # Options.parse refuses unknown names
 
 
@@ -65,8 +60,6 @@ class Objective(nn.Module):
     name = "objective"
     #: the options (defaults, help, checks); an instance holds them parsed as ``self.options``
     Options: type[Options] = NoOptions
-    #: instead, the names of an objective whose constructor takes its options as keywords (barrier)
-    option_names: tuple[str, ...] | None = None
 
     def __init__(self, model: nn.Module | None = None, **options):
         super().__init__()

@@ -11,7 +11,7 @@ So ``dq_t/du_t = R_t W_Q`` and, by Sylvester's identity (docs/hf.md derives it),
     det J_t = det(I_p - R_t M_t),   M_t = scale sum_{s<t} a_ts (qhat_s - qhatbar_t)(k_s - kbar_t)^T
 
 with ``qhat_s = R_s^{-1} q_s`` the query before rotation. Without rotary embeddings (GPT-2)
-``R_t = I`` and this is the closed form probattn's GPT uses (:func:`probattn.barrier.gpt_margins`).
+``R_t = I`` and this is the closed form probattn's GPT uses (:func:`probattn.studies.support_tokens.gpt_margins`).
 ``R_t`` is read off the model's own ``apply_rotary_pos_emb`` applied to the identity, so any
 rotary variant (partial, scaled) that function implements is covered.
 """
@@ -24,9 +24,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from ...barrier.gpt import LayerMargins
-from ...barrier.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
 from ...errors import ConfigError
+from ...studies.support_tokens.gpt import LayerMargins
+from ...studies.support_tokens.moments import _outer_features, cov_from_means, strict_means, strict_weights_at
 from .attention import (
     IMPLEMENTATION,
     attention_modules,
@@ -186,15 +186,15 @@ def context_length(model: nn.Module) -> int:
 
 def hf_text_margins(model: nn.Module, tokenizer, text: str, slide: bool = False, delta: float | None = None,
                     block: int | None = None):
-    """:class:`probattn.barrier.support.TextMargins` of ``text`` under an HF model (strict map, layers).
+    """:class:`probattn.studies.support_tokens.support.TextMargins` of ``text`` under an HF model (strict map, layers).
 
-    Scored in windows as for probattn runs (:func:`probattn.barrier.support.text_margins`) when the
+    Scored in windows as for probattn runs (:func:`probattn.studies.support_tokens.support.text_margins`) when the
     text is longer than ``block`` (default: the model's context) and ``slide`` is set.
     """
-    from ...barrier.prior import FIRST_INFORMATIVE
-    from ...barrier.smooth import DEFAULT_DELTA
-    from ...barrier.support import TextMargins, window_starts
     from ...errors import DataError
+    from ...studies.support_tokens.prior import FIRST_INFORMATIVE
+    from ...studies.support_tokens.smooth import DEFAULT_DELTA
+    from ...studies.support_tokens.support import TextMargins, window_starts
 
     if not text:
         raise DataError("the text is empty: nothing to score")

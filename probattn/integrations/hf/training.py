@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...barrier.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
-from ...barrier.smooth import DEFAULT_DELTA, smooth_logdet
 from ...errors import ConfigError
+from ...studies.support_tokens.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
+from ...studies.support_tokens.smooth import DEFAULT_DELTA, smooth_logdet
 from .margins import capture_attention, layer_small_matrices, record_rotation, record_scale
 
 METRICS = ("ce", "penalty", "barrier", "mean_margin", "min_margin")

@@ -1,9 +1,0 @@
-"""Phase transitions in attention: the copy task, the closed-form posterior over the attention
-scores, samplers, order-parameter theory and MAP training (docs/phase-transitions.md).
-
-Modules are small and imported on demand::
-
-    from probattn.phase.task import make_copy_task
-    from probattn.phase.posterior import CopyPosterior
-    from probattn.phase.theory import TheoryConfig, find_transition
-"""
