@@ -52,3 +52,13 @@ def test_t_interval_covers_at_its_level():
 def test_mean_interval_refuses_an_unknown_method():
     with pytest.raises(ValueError, match="method must be 't' or 'bootstrap'"):
         mean_interval([1.0, 2.0], method="normal")
+
+
+def test_summarize_counts_only_finite_values_and_keeps_missing_ones_visible():
+    import math
+
+    from probattn.report import summarize
+
+    s = summarize([1.0, None, 3.0, float("nan")])
+    assert s["n"] == 2 and s["mean"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0
+    assert s["values"][0] == 1.0 and math.isnan(s["values"][1]) and math.isnan(s["values"][3])

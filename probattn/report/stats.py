@@ -32,7 +32,7 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
     kept = finite(vals)
     return {"mean": mean, "std": std, "n": n,
             "min": min(kept) if kept else math.nan, "max": max(kept) if kept else math.nan,
-            "values": [float(v) for v in vals]}
+            "values": [math.nan if v is None else float(v) for v in vals]}  # a missing value stays visible
 
 
 def paired_t_interval(diffs: Iterable[float], level: float = 0.95) -> dict[str, float]:
