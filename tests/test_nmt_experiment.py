@@ -74,3 +74,15 @@ def test_scales_name_known_variants_and_tune_only_with_a_grid():
         Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all"))
     with pytest.raises(ValueError, match="lambda grid"):
         Scale("quick", {}, (0,), ("pre",), (), 1, None, 10, ("softmax", "gpam_all", "softmax_matched", "gpam_tuned"))
+
+
+def test_verdict_needs_the_paired_interval_on_one_side_of_zero():
+    from probattn.studies.gpam.nmt_experiment import verdict
+
+    assert verdict([0.5]) == "one seed: no verdict"
+    assert verdict([0.5, 0.6, 0.55]) == "better (95 % interval)"
+    assert verdict([0.5, 0.6, 0.55], higher_is_better=False) == "worse (95 % interval)"
+    # every seed negative, paired t = -2.9, but with 2 degrees of freedom the interval holds zero
+    assert verdict([-0.2, -0.5, -0.8]) == "within seed noise"
+    assert verdict([0.2, 0.2]) == "better (95 % interval)"
+    assert verdict([-1.0, 1.2, 0.1]) == "within seed noise"

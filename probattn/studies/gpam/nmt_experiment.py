@@ -144,19 +144,17 @@ def paired(values: dict[int, float], base: dict[int, float]) -> list[float]:
     return [values[s] - base[s] for s in sorted(values)]
 
 
-def verdict(diffs: list[float]) -> str:
-    """Plain words for per-seed BLEU differences (variant - baseline; positive = better)."""
-    n = len(diffs)
-    if n < 2:
+def verdict(diffs: list[float], higher_is_better: bool = True) -> str:
+    """Plain words for per-seed differences (variant - baseline), decided by the paired 95 % t
+    interval: a verdict needs the whole interval on one side of zero."""
+    if len(diffs) < 2:
         return "one seed: no verdict"
-    mean = sum(diffs) / n
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    t = mean / (std / math.sqrt(n)) if std > 0 else math.copysign(math.inf, mean) if mean else 0.0
-    if all(d > 0 for d in diffs) and t > 2:
-        return "higher on every seed"
-    if all(d < 0 for d in diffs) and t < -2:
-        return "lower on every seed"
-    return "within seed noise"
+    ci = paired_t_interval(diffs)
+    if ci["std"] == 0 and ci["mean"] != 0:  # identical differences: the interval is a point
+        ci = {**ci, "lo": ci["mean"], "hi": ci["mean"]}
+    if not (ci["lo"] > 0 or ci["hi"] < 0):
+        return "within seed noise"
+    return "better (95 % interval)" if (ci["lo"] > 0) == higher_is_better else "worse (95 % interval)"
 
 
 def run(ctx: ExperimentContext) -> ExperimentResult:
@@ -238,6 +236,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                                           "chrf_ci": paired_t_interval(chrf_diffs),
                                           "nll_ci": paired_t_interval(nll_diffs),
                                           "verdict": verdict(diffs),
+                                          "nll_verdict": verdict(nll_diffs, higher_is_better=False),
                                           "bootstrap_p_per_seed": [b["p_b_not_better"] for b in boot]}
             per_norm["variants"][key] = entry
             vs = entry.get("vs_softmax", {})
@@ -247,7 +246,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
                          fmt_paired(vs["bleu_ci"], 2) + f" ({vs['verdict']})" if vs else "-",
                          fmt_paired(vm["bleu_ci"], 2) + f" ({vm['verdict']})" if vm else "-",
                          fmt_paired(vm["chrf_ci"], 2) if vm else "-",
-                         fmt_paired(vm["nll_ci"], 4) if vm else "-"])
+                         fmt_paired(vm["nll_ci"], 4) + f" ({vm['nll_verdict']})" if vm else "-"])
         report.heading(f"{'Pre' if norm == 'pre' else 'Post'}-LN")
         if tuning:
             report.table(["lam+", "lam-", "valid BLEU", "valid chrF", "best val NLL"],
@@ -264,13 +263,15 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         headline[f"{norm}-LN softmax BLEU"] = fmt_mean_std(bleu["softmax"].values(), 2)
         vm = ga["vs_softmax_matched"]
         headline[f"{norm}-LN daGPAM-all vs matched softmax"] = (
-            f"{fmt_paired(vm['bleu_ci'], 2)} BLEU ({vm['verdict']}); {fmt_paired(vm['nll_ci'], 4)} test NLL")
+            f"{fmt_paired(vm['bleu_ci'], 2)} BLEU ({vm['verdict']}); {fmt_paired(vm['nll_ci'], 4)} test NLL "
+            f"({vm['nll_verdict']})")
     signature = scores["softmax"][seeds[0]]["bleu_signature"]
     report.paragraph(f"sacrebleu signatures: BLEU {signature}; chrF {scores['softmax'][seeds[0]]['chrf_signature']}; "
                      f"tokenized lowercased BLEU {scores['softmax'][seeds[0]]['bleu_tok_lc_signature']}.", note=True)
-    report.paragraph("'higher/lower on every seed' needs every seed to agree and a paired t above 2; the "
-                     "bootstrap p-values (B not better than the reference, per seed) are in results.json.",
-                     note=True)
+    report.paragraph("'better/worse (95 % interval)': the paired t interval over seeds lies on one side of "
+                     "zero; BLEU and chrF higher is better, NLL (nats per target subword, teacher-forced) lower "
+                     "is better. The bootstrap p-values (B not better than the reference, per seed) are in "
+                     "results.json.", note=True)
     report.results = results
     paths = report.save()
     return ExperimentResult("nmt", paths["html"].parent, headline, results)
