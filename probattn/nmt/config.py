@@ -22,7 +22,7 @@ class NMTDataConfig:
     #: train on the dictionary's phrase pairs too (ding), besides its example sentences
     phrases: bool = True
     #: keep only phrase pairs with at least this many words on each side (multiword phrases carry
-    #: word order and grammar; the 300k one- and two-word headwords mostly teach a lexicon)
+    #: word order and grammar; the 300k pairs with a one-word side mostly teach a lexicon)
     phrase_min_words: int = 1
     #: keep pairs with at most this many words per side (every split); None keeps all
     max_words: int | None = None

@@ -3,15 +3,15 @@
 The paper's NMT claim (IWSLT14 En-De, Pre-LN: 28.54 -> 29.25 BLEU) comes from one run per system
 and no parameter-matched control. Here, per normalisation (Pre-LN, Post-LN):
 
-1. lambda+ and lambda- are tuned on the validation split (first seed, a small grid of fixed,
-   untied values in every attention; tied when equal), as the paper did per task;
-2. softmax, daGPAM in self-attention only (trainable lambda), daGPAM everywhere (trainable), daGPAM
-   with the tuned fixed lambdas, Diff attention, and a softmax whose FFN is widened to daGPAM's
-   parameter count, each over several seeds;
+1. where the scale has a lambda grid, lambda+ and lambda- are tuned on the validation split (first
+   seed, fixed untied values in every attention; tied when equal), as the paper did per task;
+2. the scale's variants over seeds: always softmax, daGPAM everywhere (trainable lambda) and a
+   softmax whose FFN is widened to daGPAM's parameter count; at smoke and paper scale also daGPAM
+   in self-attention only, daGPAM with the tuned lambdas and Diff attention;
 3. test BLEU / chrF (sacrebleu, detokenized, cased) and the teacher-forced test NLL (nats per
-   target token) per seed, mean +- std, differences paired by
-   seed (same data order and initial weights up to the mechanism's own parameters) against softmax
-   and against the matched softmax, and a paired bootstrap per seed.
+   target subword) per seed, mean +- std, differences paired by seed (same data order and initial
+   weights up to the mechanism's own parameters) against softmax and against the matched softmax
+   with 95 % t intervals, and a paired bootstrap per seed.
 
 Corpus: the Ding dictionary (de -> en) at smoke/quick scale, IWSLT14 at paper scale when present.
 Absolute BLEU on the dictionary is not comparable to IWSLT14; the paired difference is the result.
@@ -106,6 +106,7 @@ SETTINGS = {
     "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
                    ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
 }
+
 
 def count_params(model: dict, vocab_size: int) -> int:
     return Seq2Seq(Seq2SeqConfig(**{**model, "vocab_size": vocab_size})).num_params()
