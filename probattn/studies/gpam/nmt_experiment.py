@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...experiments.common import paired_differences
 from ...experiments.context import ExperimentContext, ExperimentResult
 from ...model.seq2seq import Seq2Seq
 from ...model.seq2seq_config import Seq2SeqConfig
@@ -142,7 +143,9 @@ def score_run(run_dir: Path, split: str, scale: Scale, ctx: ExperimentContext) -
 
 
 def paired(values: dict[int, float], base: dict[int, float]) -> list[float]:
-    return [values[s] - base[s] for s in sorted(values)]
+    """Per-seed differences in seed order, through the experiments' one pairing rule."""
+    seeds = sorted(values)
+    return paired_differences([values[s] for s in seeds], [base[s] for s in seeds])
 
 
 def verdict(diffs: list[float], higher_is_better: bool = True) -> str:
