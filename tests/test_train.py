@@ -12,6 +12,7 @@ import torch
 from probattn.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from probattn.runs import load_run
 from probattn.train import CrossEntropy, Trainer, register_objective, train
+from probattn.train.callbacks import Callback
 from probattn.train.checkpoint import load_checkpoint, save_checkpoint
 from probattn.train.metrics import read_jsonl
 from probattn.train.objectives import OBJECTIVES
@@ -214,3 +215,50 @@ def test_optional_loggers_explain_the_missing_extra(tmp_path, monkeypatch):
         train(tiny_config(train={"tensorboard": True}), tmp_path / "a", progress=False)
     with pytest.raises(ConfigError, match=r"--wandb-project needs the 'log' extra"):
         train(tiny_config(train={"wandb_project": "x"}), tmp_path / "b", progress=False)
+
+
+class ScriptedValidation(Callback):
+    """Replaces the validation loss by a scripted sequence (one value per evaluation), so the
+    early-stopping rule is tested on known numbers."""
+
+    def __init__(self, losses):
+        self.losses = list(losses)
+        self.calls = 0
+
+    def on_eval(self, trainer, step, metrics):
+        value = self.losses[min(self.calls, len(self.losses) - 1)]
+        self.calls += 1
+        return {"loss": value}
+
+
+def test_patience_stops_after_that_many_evaluations_without_improvement(tmp_path):
+    # evaluations at steps 0, 2, 4, ...: the best is step 4 (loss 3); steps 6 and 8 do not improve
+    cfg = tiny_config(train={"max_steps": 20, "eval_interval": 2, "patience": 2})
+    result = train(cfg, tmp_path, callbacks=[ScriptedValidation([5, 4, 3, 3.5, 3.2, 1.0])], progress=False)
+    assert result.stopped_early and result.step == 8 and result.best_step == 4
+    assert result.best_val_loss == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["best_step"] == 4 and summary["step"] == 8
+    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")[0]["step"] == 4
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")[0]["step"] == 8
+    # resuming a run that ran out of patience trains no further
+    again = Trainer(cfg, tmp_path, resume=True, progress=False).fit()
+    assert again.stopped_early and again.step == 8
+
+
+def test_patience_survives_an_interrupt_and_resume(tmp_path):
+    cfg = tiny_config(train={"max_steps": 20, "eval_interval": 2, "patience": 2, "checkpoint_interval": 2})
+    script = [5, 4, 3, 3.5, 3.2, 1.0]
+    full = train(cfg, tmp_path / "full", callbacks=[ScriptedValidation(script)], progress=False)
+    part = tmp_path / "part"
+    stopped = train(cfg, part, callbacks=[ScriptedValidation(script), StopAt(6)], progress=False)
+    assert stopped.interrupted and stopped.step == 6
+    resumed = Trainer(cfg, part, resume=True, progress=False,
+                      callbacks=[ScriptedValidation(script[4:])]).fit()
+    assert resumed.stopped_early and (resumed.step, resumed.best_step) == (full.step, full.best_step) == (8, 4)
+
+
+def test_without_patience_training_runs_to_max_steps(tmp_path):
+    cfg = tiny_config(train={"max_steps": 10, "eval_interval": 2})
+    result = train(cfg, tmp_path, callbacks=[ScriptedValidation([5, 6, 7, 8, 9, 10])], progress=False)
+    assert result.step == 10 and not result.stopped_early and result.best_step == 0

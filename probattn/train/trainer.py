@@ -121,6 +121,9 @@ class TrainResult:
     #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
     timed_steps: int = 0
+    best_step: int | None = None
+    #: training ended on ``patience`` (no improvement), before ``max_steps``
+    stopped_early: bool = False
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -161,6 +164,7 @@ class Trainer:
     device: torch.device                 # fit: resolved from config.train.device
     start_step: int                      # _open_run_folder: 0, or the checkpoint's step
     best_val_loss: float                 #   inf, or the checkpoint's
+    best_step: int | None                #   the step of the best validation loss (None before one)
     _resume_payload: dict[str, Any]      #   the checkpoint's tensors, when resuming
     # task.prepare: tokenizer, model_config, batches, eval_batches, tokens_per_step (and corpus)
     model: nn.Module                     # _build_model: the task's model, on device
@@ -291,6 +295,7 @@ class Trainer:
         self.start_step = meta["step"] if meta else 0
         best = meta["best_val_loss"] if meta else None
         self.best_val_loss = math.inf if best is None else best
+        self.best_step = meta.get("best_step") if meta else None
         return meta
 
     def _build_model(self) -> None:
@@ -372,6 +377,7 @@ class Trainer:
         return {
             "step": step,
             "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_step": self.best_step,
             "config": self.config.to_dict(),
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
@@ -546,7 +552,7 @@ class Trainer:
         if not math.isfinite(metrics["loss"]):
             raise TrainingDiverged(f"training diverged: validation loss is {metrics['loss']} at step {step}")
         if metrics["loss"] < self.best_val_loss:
-            self.best_val_loss = metrics["loss"]
+            self.best_val_loss, self.best_step = metrics["loss"], step
             self._save_best(step)
         self.logger.log({"step": step, "split": "valid", **metrics, "best_loss": self.best_val_loss})
         self.logger.flush_csv()
@@ -565,7 +571,7 @@ class Trainer:
                    dynamic_ncols=True, desc=f"train {self.run_dir.name}", unit="step")
         last_eval: dict[str, float] = {}
         step = self.start_step
-        interrupted = False
+        interrupted = stopped_early = False
         timer = Throughput(self.tokens_per_step)
         window_tokens, window_start = 0, time.perf_counter()
         failed = False
@@ -575,7 +581,9 @@ class Trainer:
             self.model.train()
             self.objective.train()
             timer.start()
-            while step < t.max_steps:
+            # a resumed run that had already run out of patience does not train on
+            stopped_early = step > 0 and step % t.eval_interval == 0 and self._patience_exhausted(step)
+            while step < t.max_steps and not stopped_early:
                 record = self._train_step(step)
                 step += 1
                 timer.step(self.device)
@@ -590,15 +598,20 @@ class Trainer:
                                     tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
                 for cb in self.callbacks:
                     cb.on_step_end(self, step, record)
-                if step % t.eval_interval == 0 or step == t.max_steps:
+                evaluated = step % t.eval_interval == 0 or step == t.max_steps
+                if evaluated:
                     last_eval = self._evaluate_and_log(step)
+                patience_out = evaluated and self._patience_exhausted(step)
                 stop = broadcast_flag(self._stop_requested, self.dist, self.device)
-                if stop or step % t.checkpoint_every == 0 or step == t.max_steps:
+                if stop or patience_out or step % t.checkpoint_every == 0 or step == t.max_steps:
                     self._save_last(step)
                     self._last_saved_step = step
                 bar.update(1)
                 if stop and step < t.max_steps:
                     interrupted = True
+                    break
+                if patience_out:
+                    stopped_early = True
                     break
         except TrainingDiverged as e:
             failed = True
@@ -618,9 +631,18 @@ class Trainer:
                     raise
         result = TrainResult(run_dir=self.run_dir, step=step, best_val_loss=self.best_val_loss,
                              final=last_eval, interrupted=interrupted, tokens_per_s=timer.rate(),
-                             timed_steps=timer.timed_steps)
-        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer)
+                             timed_steps=timer.timed_steps, best_step=self.best_step, stopped_early=stopped_early)
+        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer,
+                            stopped_early=stopped_early)
         return result
+
+    def _patience_exhausted(self, step: int) -> bool:
+        """Early stopping: ``patience`` evaluations since the best one brought no improvement.
+        Counted from the recorded best step, so a resumed run stops where an unbroken one would."""
+        patience = self.config.train.patience
+        if patience is None or self.best_step is None:
+            return False
+        return step - self.best_step >= patience * self.config.train.eval_interval
 
     def plan(self) -> str:
         """One paragraph before the first step: what is trained, on what, where it goes."""
@@ -647,7 +669,7 @@ class Trainer:
             return
         summary = {"status": status, "step": step,
                    "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
-                   "final": last_eval, "interrupted": status == "interrupted",
+                   "best_step": self.best_step, "final": last_eval, "interrupted": status == "interrupted",
                    "tokens_per_s": timer.rate_or_none(), "timed_steps": timer.timed_steps,
                    "params": self.model.num_params(), "device": str(self.device),
                    "world_size": self.dist.world_size, **extra}
