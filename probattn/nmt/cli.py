@@ -91,10 +91,13 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
             check_output_file(path, flag)
     run = load_nmt_run(args.run, args.checkpoint, args.device)
     result, hyps, _ = evaluate_split(run, args.split, args.beam, args.length_penalty, args.limit,
-                                     args.batch_size, tuple(args.data_dir or ()))
-    print(f"{run.config.data.corpus} {run.config.data.src_lang}-{run.config.data.tgt_lang} {args.split} "
-          f"({result['sentences']} sentences, beam {args.beam}): BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
-          f"tokenized lowercased BLEU {result['bleu_tok_lc']:.2f}")
+                                     args.batch_size, tuple(args.data_dir or ()), args.test_set)
+    split = args.split + (f" {result['test_set']}" if result.get("test_set") else "")
+    cut = f", {result['truncated_sources']} sources cut to the context" if result["truncated_sources"] else ""
+    print(f"{run.config.data.corpus} {run.config.data.src_lang}-{run.config.data.tgt_lang} {split} "
+          f"({result['sentences']} sentences{cut}, beam {args.beam}): BLEU {result['bleu']:.2f}  "
+          f"chrF {result['chrf']:.2f}  tokenized lowercased BLEU {result['bleu_tok_lc']:.2f}  "
+          f"NLL {result['nll']:.4f} nats/subword")
     for name in ("bleu", "chrf", "bleu_tok_lc"):
         print(f"  {name}: {result[name + '_signature']}")
     if args.compare:
@@ -115,7 +118,7 @@ def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> di
     if other.config.data != run.config.data:
         raise ConfigError(f"{args.compare} was trained on other data than {args.run}: they score different sentences")
     other_result, other_hyps, pairs = evaluate_split(other, args.split, args.beam, args.length_penalty, args.limit,
-                                                     args.batch_size, tuple(args.data_dir or ()))
+                                                     args.batch_size, tuple(args.data_dir or ()), args.test_set)
     boot = paired_bootstrap(hyps, other_hyps, [t for _, t in pairs], n=args.bootstrap,
                             pretokenized=run.config.data.corpus == "iwslt14")
     print(f"{args.compare}: BLEU {other_result['bleu']:.2f}  chrF {other_result['chrf']:.2f}  "
@@ -163,6 +166,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("eval-nmt", help="BLEU / chrF of a translation run on a split of its corpus")
     _run_args(p)
     p.add_argument("--split", default="valid", choices=("valid", "test"))
+    p.add_argument("--test-set", default=None,
+                   help="multi30k: score this test set (test2016, test2017, test2018, mscoco2017) with --split test")
     p.add_argument("--limit", type=number(POSITIVE_INT), default=None, help="only the first N sentences")
     p.add_argument("--data-dir", action="append", default=None)
     p.add_argument("--hyps", default=None, help="write the hypotheses here")

@@ -10,6 +10,10 @@
   lowercased ``train/valid/test.{de,en}``), in ``iwslt14.tokenized.de-en`` of the data path; when
   it is not there (and downloads are allowed), fetched and prepared into the cache by
   :mod:`probattn.nmt.iwslt14`.
+* ``multi30k``: Multi30k task 1 (raw captions; en, de, fr, cs), from ``multi30k/`` in the data path
+  or downloaded file by file into the cache and checked against pinned digests
+  (:mod:`probattn.nmt.multi30k`); valid = ``val``, the test set chosen by name (``test_set``).
+  A length filter touches its training split only: valid and test are always scored whole.
 * a folder with ``train.{src}``, ``train.{tgt}``, ``valid.*`` and (optional) ``test.*``, one
   sentence per line, the two sides of a split with equally many lines.
 
@@ -28,7 +32,7 @@ from ..errors import DataError
 DING_SYSTEM_FILE = Path("/usr/share/trans/de-en")
 DING_FOLDERS = ("trans", "ding", ".")
 LANGS = ("de", "en")
-CORPORA = ("ding", "iwslt14")
+CORPORA = ("ding", "iwslt14", "multi30k")
 SPLITS = ("train", "valid", "test")
 
 Pairs = list[tuple[str, str]]
@@ -64,13 +68,19 @@ def check_pair(src_lang: str, tgt_lang: str) -> None:
 
 def load_parallel(name: str, src_lang: str = "de", tgt_lang: str = "en", data_dirs=(), *,
                   phrases: bool = True, max_words: int | None = None, heldout_every: int = 20,
-                  phrase_min_words: int = 1, download: bool = True, sha256: str | None = None) -> ParallelCorpus:
+                  phrase_min_words: int = 1, download: bool = True, sha256: str | None = None,
+                  test_set: str | None = None) -> ParallelCorpus:
     """Load a corpus, oriented ``src_lang -> tgt_lang``, length-filtered to ``max_words`` words.
 
     ``phrase_min_words`` (ding): keep only the phrase pairs with at least that many words per side.
     ``download`` / ``sha256`` (iwslt14): fetch the archive when no prepared folder is in the data
     path; the archive digest to insist on (else the one recorded at the first download).
+    ``test_set`` (multi30k): which test set is the test split (default test2016).
     """
+    if name == "multi30k":
+        return _load_multi30k(src_lang, tgt_lang, test_set, data_dirs, download, max_words)
+    if test_set is not None:
+        raise DataError(f"a test set is chosen by name for multi30k only; {name!r} has one test split")
     check_pair(src_lang, tgt_lang)
     if name == "ding":
         corpus = _load_ding(data_dirs, phrases, heldout_every, phrase_min_words)
@@ -87,6 +97,26 @@ def load_parallel(name: str, src_lang: str = "de", tgt_lang: str = "en", data_di
     if (src_lang, tgt_lang) != ("de", "en"):
         corpus = _flip(corpus)
     return _length_filter(corpus, max_words) if max_words else corpus
+
+
+def _load_multi30k(src_lang: str, tgt_lang: str, test_set: str | None, data_dirs, download: bool,
+                   max_words: int | None) -> ParallelCorpus:
+    from . import multi30k
+
+    test_set = test_set or multi30k.DEFAULT_TEST
+    multi30k.check_request(src_lang, tgt_lang, test_set)
+    splits, sources = {}, []
+    for split in SPLITS:
+        splits[split], where = multi30k.load_pairs(split, src_lang, tgt_lang, test_set, data_dirs, download)
+        sources += where
+    notes = (f"multi30k: test set {test_set}",)
+    if max_words:
+        keep = [(s, t) for s, t in splits["train"] if len(s.split()) <= max_words and len(t.split()) <= max_words]
+        notes += (f"length filter on train only: {len(splits['train']) - len(keep)} pairs over {max_words} words",)
+        splits["train"] = keep
+    folder = str(Path(sources[0]).parent)
+    return ParallelCorpus("multi30k", src_lang, tgt_lang, splits["train"], splits["valid"], splits["test"],
+                          source=folder, notes=notes + tuple(w for w in sources if "not checked" in w))
 
 
 def _ding_file(data_dirs) -> Path:

@@ -65,23 +65,26 @@ def load_nmt_run(run: str | Path, which: str = "best", device: str = "cpu") -> N
     return NMTRun(_run_dir(Path(run)), model, tokenizer, config, meta, path, dev)
 
 
-def encode_sources(run: NMTRun, texts: list[str], what: str = "input") -> list[list[int]]:
-    """Token ids per sentence; an empty sentence or one beyond the model's context is an error."""
+def encode_sources(run: NMTRun, texts: list[str], what: str = "input",
+                   truncate: bool = False) -> list[list[int]]:
+    """Token ids per sentence; an empty sentence is an error, and so is one beyond the model's
+    context unless ``truncate`` (scoring a benchmark split, which must keep every sentence)."""
     limit = run.model.config.max_len - 1  # room for EOS
     ids = run.tokenizer.encode_batch(texts)
     for i, (text, seq) in enumerate(zip(texts, ids), 1):
         if not text.strip():
             raise DataError(f"{what} line {i} is empty")
-        if len(seq) > limit:
+        if len(seq) > limit and not truncate:
             raise DataError(f"{what} line {i} has {len(seq)} tokens; the model's context is {limit} (max_len "
                             f"{run.model.config.max_len} minus EOS)")
-    return ids
+    return [seq[:limit] for seq in ids]
 
 
 def translate(run: NMTRun, texts: list[str], beam: int = 5, length_penalty: float = 1.0,
-              batch_size: int = 32, max_new_tokens: int | None = None, what: str = "input") -> list[str]:
+              batch_size: int = 32, max_new_tokens: int | None = None, what: str = "input",
+              truncate: bool = False) -> list[str]:
     """Translations in input order (batches of similar length decode together)."""
-    ids = encode_sources(run, texts, what)
+    ids = encode_sources(run, texts, what, truncate)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[str | None] = [None] * len(ids)
     for a in range(0, len(order), batch_size):
@@ -97,10 +100,14 @@ def translate(run: NMTRun, texts: list[str], beam: int = 5, length_penalty: floa
 @torch.no_grad()
 def split_nll(run: NMTRun, pairs, batch_size: int = 64) -> dict[str, float]:
     """Teacher-forced NLL of the references, nats per target token (EOS included), summed over
-    every pair that fits the context: the smooth quality measure beside BLEU, paired by seed."""
-    from .task import collate, encode_pairs, fits
+    every pair: the smooth quality measure beside BLEU, paired by seed. A side longer than the
+    context is cut to it (counted in ``nll_truncated_pairs``), never dropped."""
+    from .task import collate, encode_pairs
 
-    encoded = [p for p in encode_pairs(run.tokenizer, pairs) if fits(p, run.model.config.max_len)]
+    room = run.model.config.max_len - 1  # EOS / BOS
+    encoded = encode_pairs(run.tokenizer, pairs)
+    truncated = sum(len(s) > room or len(t) > room for s, t in encoded)
+    encoded = [(s[:room], t[:room]) for s, t in encoded]
     total, tokens = 0.0, 0
     run.model.eval()
     for i in range(0, len(encoded), batch_size):
@@ -110,27 +117,35 @@ def split_nll(run: NMTRun, pairs, batch_size: int = 64) -> dict[str, float]:
         logp = torch.log_softmax(logits.double(), dim=-1).gather(-1, tgt_out.to(run.device)[..., None])[..., 0]
         total -= float(logp[keep].sum())
         tokens += int(keep.sum())
-    return {"nll": total / max(tokens, 1), "nll_tokens": tokens, "nll_pairs": len(encoded)}
+    return {"nll": total / max(tokens, 1), "nll_tokens": tokens, "nll_pairs": len(encoded),
+            "nll_truncated_pairs": truncated}
 
 
 def evaluate_split(run: NMTRun, split: str = "valid", beam: int = 5, length_penalty: float = 1.0,
-                   limit: int | None = None, batch_size: int = 32, data_dirs=()) -> dict[str, Any]:
-    """Scores of the run's corpus split (pairs whose source exceeds the context are skipped)."""
+                   limit: int | None = None, batch_size: int = 32, data_dirs=(),
+                   test_set: str | None = None) -> dict[str, Any]:
+    """Scores of the run's corpus split, every sentence of it (or the first ``limit``): a source
+    longer than the model's context is cut to the context and counted in ``truncated_sources``, so
+    the BLEU is always over the whole split, never over the sentences that happened to fit.
+    ``test_set`` (multi30k) scores another test set than the one the run was configured with."""
     from .bleu import score
     from .task import load_corpus_for
 
     data = run.config.data
-    if data_dirs:
-        data = type(data)(**{**data.__dict__, "data_dirs": tuple(data_dirs)})
+    if test_set is not None and split != "test":
+        raise ConfigError("a test set is chosen for the test split only (--split test)")
+    if data_dirs or test_set is not None:
+        data = type(data)(**{**data.__dict__, "data_dirs": tuple(data_dirs or data.data_dirs),
+                             "test_set": test_set if test_set is not None else data.test_set})
     pairs = load_corpus_for(data).split(split)
     if limit:
         pairs = pairs[:limit]
     max_src = run.model.config.max_len - 1
-    ids = run.tokenizer.encode_batch([s for s, _ in pairs])
-    kept = [p for p, seq in zip(pairs, ids) if len(seq) <= max_src]
-    hyps = translate(run, [s for s, _ in kept], beam, length_penalty, batch_size, what=split)
-    result = score(hyps, [t for _, t in kept], pretokenized=data.corpus == "iwslt14")
-    result.update(split_nll(run, kept))
-    result.update({"split": split, "sentences": len(kept), "skipped_too_long": len(pairs) - len(kept),
+    truncated = sum(len(seq) > max_src for seq in run.tokenizer.encode_batch([s for s, _ in pairs]))
+    hyps = translate(run, [s for s, _ in pairs], beam, length_penalty, batch_size, what=split, truncate=True)
+    result = score(hyps, [t for _, t in pairs], pretokenized=data.corpus == "iwslt14")
+    result.update(split_nll(run, pairs))
+    result.update({"split": split, "test_set": data.test_set if split == "test" else None,
+                   "sentences": len(pairs), "truncated_sources": truncated,
                    "beam": beam, "length_penalty": length_penalty, "checkpoint": str(run.checkpoint)})
-    return result, hyps, kept
+    return result, hyps, pairs

@@ -146,7 +146,7 @@ def load_corpus_for(data) -> ParallelCorpus:  # noqa: F821 - forward name for re
     corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
                            phrase_min_words=data.phrase_min_words,
                            max_words=data.max_words, heldout_every=data.heldout_every,
-                           download=data.download, sha256=data.iwslt14_sha256)
+                           download=data.download, sha256=data.iwslt14_sha256, test_set=data.test_set)
     if data.max_train_pairs and len(corpus.train) > data.max_train_pairs:
         rng = random.Random(0)  # a fixed subset, whatever the run's seed
         keep = sorted(rng.sample(range(len(corpus.train)), data.max_train_pairs))
