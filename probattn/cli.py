@@ -280,7 +280,8 @@ def _context(args: argparse.Namespace, out: Path):
 
     seeds = tuple(args.seeds) if args.seeds else None
     return ExperimentContext(out_dir=out, scale=args.scale, seeds=seeds, device=args.device,
-                             data_dirs=tuple(args.data_dir or ()), progress=not args.no_progress)
+                             data_dirs=tuple(args.data_dir or ()), progress=not args.no_progress,
+                             report_only=getattr(args, "report_only", False))
 
 
 @contextlib.contextmanager
@@ -298,6 +299,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     mod = experiment_module(args.name)
     args.scale = args.scale or mod.SCALES[0]
+    if args.report_only and args.scale not in getattr(mod, "REPORT_ONLY_SCALES", ()):
+        raise ConfigError(f"experiment {args.name!r} at scale {args.scale!r} cannot report without training "
+                          "(--report-only is for long studies whose runs are kept: "
+                          f"{', '.join(_report_only_scales()) or 'none'})")
     out = Path(args.out) if args.out else Path("reports") / args.name / args.scale
     check_output_dir(out)
     with _continuable(f"probattn experiment {args.name}"):
@@ -360,6 +365,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, desc, scales in describe_experiments():
         print(f"  {name} [{', '.join(scales)}]: {desc}")
     return 0
+
+
+def _report_only_scales() -> list[str]:
+    from .experiments import EXPERIMENTS, experiment_module
+
+    return [f"{name} --scale {scale}" for name in EXPERIMENTS
+            for scale in getattr(experiment_module(name), "REPORT_ONLY_SCALES", ())]
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -435,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="run one registered experiment and write its report")
     p.add_argument("name")
     _add_experiment_args(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the runs that exist and list the missing ones; train nothing")
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("reproduce", help="run every registered experiment into one report folder")

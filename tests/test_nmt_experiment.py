@@ -9,7 +9,7 @@ import json
 import pytest
 
 from probattn.experiments import ExperimentContext, run_experiment
-from probattn.studies.gpam.nmt_experiment import VARIANTS, _all, count_params, matched_ffn
+from probattn.studies.gpam.nmt_variants import VARIANTS, count_params, matched_ffn, mechanism_in
 
 pytest.importorskip("sacrebleu")
 
@@ -29,7 +29,7 @@ def dictionary(folder):
 def test_matched_ffn_matches_the_gpam_parameter_count():
     model = dict(n_enc_layer=2, n_dec_layer=2, n_head=2, n_embd=16, ffn=32, max_len=16)
     target = count_params({**model, **VARIANTS["gpam_all"][1]}, 100)
-    width = matched_ffn({**model, **_all("softmax")}, target, 100)
+    width = matched_ffn({**model, **mechanism_in("softmax")}, target, 100)
     per_unit = count_params({**model, "ffn": 33}, 100) - count_params({**model, "ffn": 32}, 100)
     assert width > 32 and abs(count_params({**model, "ffn": width}, 100) - target) <= per_unit / 2
 

@@ -104,13 +104,15 @@ def finished_result(cfg: RunConfig, run_dir: Path) -> TrainResult | None:
     summary = read_summary(run_dir)
     if not summary or summary.get("status") != "finished" or not _same_run(cfg, run_dir):
         return None
-    if summary.get("step") != cfg.train.max_steps or not (run_dir / "checkpoints" / "best.pt").exists():
+    ended = summary.get("step") == cfg.train.max_steps or summary.get("stopped_early")  # early stopping ends a run too
+    if not ended or not (run_dir / "checkpoints" / "best.pt").exists():
         return None
     speed = summary.get("tokens_per_s")
     return TrainResult(run_dir=run_dir, step=summary["step"], best_val_loss=float(summary["best_val_loss"]),
                        final=dict(summary.get("final") or {}),
                        tokens_per_s=float(speed) if isinstance(speed, (int, float)) else math.nan,
-                       timed_steps=int(summary.get("timed_steps") or 0))
+                       timed_steps=int(summary.get("timed_steps") or 0), best_step=summary.get("best_step"),
+                       stopped_early=bool(summary.get("stopped_early")))
 
 
 def resumable(cfg: RunConfig, run_dir: Path) -> bool:

@@ -16,6 +16,8 @@ class ExperimentContext:
     device: str = "auto"
     data_dirs: tuple[str, ...] = ()
     progress: bool = True
+    #: write the report from the runs that exist, training nothing (experiments that support it)
+    report_only: bool = False
 
     def __post_init__(self) -> None:
         if self.seeds is not None:

@@ -29,18 +29,20 @@ from typing import Any
 
 from ...experiments.common import paired_differences
 from ...experiments.context import ExperimentContext, ExperimentResult
-from ...model.seq2seq import Seq2Seq
-from ...model.seq2seq_config import Seq2SeqConfig
 from ...nmt.bleu import paired_bootstrap
 from ...nmt.config import NMTRunConfig, nmt_overrides, nmt_preset
 from ...nmt.runs import evaluate_split, load_nmt_run
 from ...nmt.task import NMTTask
 from ...report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summarize
 from ...train import Trainer
+from . import multi30k_study
+from .nmt_variants import VARIANTS, count_params, lam_options, matched_ffn, mechanism_in
 
-DESCRIPTION = ("translation (Ding de-en): softmax vs daGPAM (self / all / tuned lambdas) vs Diff vs "
-               "parameter-matched softmax, Pre-LN and Post-LN, BLEU/chrF over seeds, paired")
-SCALES = ("smoke", "quick", "paper")
+DESCRIPTION = ("translation (Ding de-en; Multi30k at the multi30k scale): softmax vs daGPAM (self / all / tuned "
+               "lambdas) vs Diff vs parameter-matched softmax, Pre-LN and Post-LN, BLEU/chrF over seeds, paired")
+SCALES = ("smoke", "quick", "multi30k", "paper")
+#: the scales whose report can be written from the runs that exist without training (--report-only)
+REPORT_ONLY_SCALES = tuple(multi30k_study.DESIGNS)
 
 
 @dataclass(frozen=True)
@@ -66,36 +68,6 @@ class Scale:
             raise ValueError("gpam_tuned is trained exactly when there is a lambda grid to tune")
 
 
-KINDS = ("enc", "dec", "cross")
-TRAINABLE = {"lam": 1.0, "trainable": True}
-
-
-def _all(name: str, options: dict | None = None, kinds=KINDS) -> dict:
-    out: dict[str, Any] = {}
-    for kind in KINDS:
-        chosen = kind in kinds
-        out[f"{kind}_attention"] = name if chosen else "softmax"
-        out[f"{kind}_attention_options"] = dict(options or {}) if chosen else {}
-    return out
-
-
-def lam_options(lam_pos: float, lam_neg: float) -> dict:
-    if lam_pos == lam_neg:
-        return {"lam": lam_pos}
-    return {"lam": lam_pos, "tied": False, "lam_neg": lam_neg}
-
-
-# key -> (label, model overrides); the matched FFN width and the tuned lambdas are filled in later
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "softmax": ("softmax", _all("softmax")),
-    "gpam_self": ("daGPAM in self-attention (trainable lam)", _all("gpam", TRAINABLE, ("enc", "dec"))),
-    "gpam_all": ("daGPAM everywhere (trainable lam)", _all("gpam", TRAINABLE)),
-    "gpam_tuned": ("daGPAM everywhere (lam+/lam- tuned on valid)", {}),
-    "diff": ("Diff attention everywhere", _all("diff")),
-    "softmax_matched": ("softmax, params matched to daGPAM everywhere", _all("softmax")),
-}
-
-
 SETTINGS = {
     "smoke": Scale("smoke", {"train": {"max_steps": 6, "eval_interval": 6}, "data": {"max_train_pairs": 300}},
                    (0, 1), ("pre", "post"), ((1.0, 1.0), (0.5, 1.0)), 1, 12, 50),
@@ -107,18 +79,6 @@ SETTINGS = {
     "paper": Scale("paper", {"data": {"corpus": "iwslt14"}}, (0, 1, 2), ("pre", "post"),
                    ((0.5, 0.5), (1.0, 1.0), (1.0, 0.5), (0.5, 1.0)), 5, None, 1000),
 }
-
-
-def count_params(model: dict, vocab_size: int) -> int:
-    return Seq2Seq(Seq2SeqConfig(**{**model, "vocab_size": vocab_size})).num_params()
-
-
-def matched_ffn(model: dict, target: int, vocab_size: int) -> int:
-    """The FFN width whose softmax model is closest to ``target`` parameters (affine in the width)."""
-    width = model["ffn"]
-    at = count_params({**model, "ffn": width}, vocab_size)
-    slope = count_params({**model, "ffn": width + 1}, vocab_size) - at
-    return max(1, width + round((target - at) / slope))
 
 
 def train_or_reuse(config: NMTRunConfig, run_dir: Path, ctx: ExperimentContext) -> Path:
@@ -162,6 +122,8 @@ def verdict(diffs: list[float], higher_is_better: bool = True) -> str:
 
 
 def run(ctx: ExperimentContext) -> ExperimentResult:
+    if ctx.scale in multi30k_study.DESIGNS:
+        return multi30k_study.run(ctx, train=not ctx.report_only)
     scale = SETTINGS[ctx.scale]
     seeds = ctx.seeds_or(scale.seeds)
     base = nmt_preset(scale.preset)
@@ -186,7 +148,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
         # 1. lambdas on the validation split (first seed), where the scale tunes them
         tuning = []
         for lam_pos, lam_neg in scale.lam_grid:
-            cfg = nmt_overrides(normed, {"model": _all("gpam", lam_options(lam_pos, lam_neg)),
+            cfg = nmt_overrides(normed, {"model": mechanism_in("gpam", lam_options(lam_pos, lam_neg)),
                                          "train": {"seed": seeds[0]}})
             run_dir = train_or_reuse(cfg, out / "tune" / f"lam{lam_pos:g}_{lam_neg:g}", ctx)
             valid, _, _ = score_run(run_dir, "valid", scale, ctx)
@@ -197,7 +159,7 @@ def run(ctx: ExperimentContext) -> ExperimentResult:
             best = max(tuning, key=lambda r: (r["valid_bleu"], -(r["best_val_nll"] or math.inf)))
             variants["gpam_tuned"] = (
                 f"daGPAM everywhere (lam+ {best['lam_pos']:g}, lam- {best['lam_neg']:g}, tuned)",
-                _all("gpam", lam_options(best["lam_pos"], best["lam_neg"])))
+                mechanism_in("gpam", lam_options(best["lam_pos"], best["lam_neg"])))
         target = count_params({**model, **VARIANTS["gpam_all"][1]}, d.vocab_size)
         width = matched_ffn({**model, **variants["softmax_matched"][1]}, target, d.vocab_size)
         variants["softmax_matched"][1]["ffn"] = width
