@@ -149,3 +149,34 @@ def test_split_nll_equals_a_pair_by_pair_sum(tmp_path, capsys):
     got = split_nll(run, pairs, batch_size=2)
     assert got["nll_tokens"] == tokens and got["nll_pairs"] == 3
     assert got["nll"] == pytest.approx(total / tokens, rel=1e-5)
+
+
+def test_two_process_data_parallel_matches_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo) at 8 pairs each == 1 process at 16 pairs: the same
+    pairs, and a loss normalised by the global batch's target tokens on every rank."""
+    import os
+    import subprocess
+    import sys
+
+    from probattn.train.metrics import read_jsonl
+
+    from .conftest import REPO
+
+    data = corpus(tmp_path / "data")
+    common = ["--preset", "smoke", "--data", str(data), "--max-steps", "6", "--eval-interval", "3",
+              "--log-interval", "1", "--vocab-size", "40", "--dropout", "0", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    runs = {"ddp": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "probattn", "train-nmt", "--batch-size", "8"],
+            "one": [sys.executable, "-m", "probattn", "train-nmt", "--batch-size", "16"]}
+    for name, argv in runs.items():
+        done = subprocess.run([*argv, "--out", str(tmp_path / name), *common], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    for split in ("train", "valid"):
+        a = [(r["step"], r["loss"]) for r in read_jsonl(tmp_path / "ddp" / "metrics.jsonl") if r["split"] == split]
+        b = [(r["step"], r["loss"]) for r in read_jsonl(tmp_path / "one" / "metrics.jsonl") if r["split"] == split]
+        assert len(a) == len(b) > 1
+        for (s1, l1), (s2, l2) in zip(a, b):
+            assert s1 == s2 and l1 == pytest.approx(l2, abs=1e-5)
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2

@@ -128,6 +128,19 @@ def test_collate_and_length_windows():
     assert order == [t[0] for _, t in LengthWindows(same_length, 4, seed=0).pairs]
 
 
+def test_ranks_split_the_global_batch_and_share_its_normaliser():
+    pairs = [([4] * (n % 9 + 1), [5] * (n % 5 + 1)) for n in range(60)]
+    (src, tgt_in, norm), tgt_out = LengthWindows(pairs, 6, seed=3).next()
+    parts = [LengthWindows(pairs, 3, seed=3, rank=r, world_size=2).next() for r in range(2)]
+    rows = [[row[row != PAD].tolist() for row in p[1]] for p in parts]
+    assert rows[0] + rows[1] == [row[row != PAD].tolist() for row in tgt_out]  # the same six pairs
+    assert float(norm) == int((tgt_out != PAD).sum())  # one process: its own target tokens
+    assert all(float(p[0][2]) == float(norm) / 2 for p in parts)  # each rank: half the global count
+    # so the ranks' summed token losses over the shared normaliser average to the global mean
+    with pytest.raises(DataError, match="for a batch of 8"):
+        LengthWindows(pairs[:7], 4, seed=0, world_size=2)
+
+
 def test_label_smoothed_ce_against_a_direct_formula():
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 7)
@@ -150,3 +163,6 @@ def test_label_smoothed_ce_against_a_direct_formula():
     nll = sum(-float(torch.log_softmax(logits[b, t], -1)[targets[b, t]]) for b, t in rows) / len(rows)
     assert float(parts["nll"]) == pytest.approx(nll, rel=1e-6)
     assert math.isfinite(float(LabelSmoothedCE().eval_metrics(Fixed(), (None, None), targets)["ppl"]))
+    # a named normaliser (a data-parallel rank's share of the global batch) replaces the count
+    shared, _ = LabelSmoothedCE(label_smoothing=eps)(Fixed(), (None, None, torch.tensor(10.0)), targets)
+    assert float(shared) == pytest.approx(expected / 10, rel=1e-6)

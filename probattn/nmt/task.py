@@ -62,11 +62,18 @@ def source_batch(ids: list[list[int]]) -> Tensor:
 
 
 class LengthWindows:
-    """Random windows of ``batch_size`` consecutive pairs in length order (resumable)."""
+    """Random windows of consecutive pairs in length order (resumable).
+
+    One seeded generator draws the *global* batch, a window of ``batch_size * world_size`` pairs,
+    and each data-parallel rank keeps its slice; the batch also carries the global batch's mean
+    target tokens per rank, by which the loss is normalised. So N processes see exactly the pairs,
+    and follow exactly the gradients, of one process with an N-times larger batch (a per-rank
+    mean would weight the ranks' tokens unequally: their slices differ in length).
+    """
 
     def __init__(self, pairs: Encoded, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        if len(pairs) < batch_size:
-            raise DataError(f"only {len(pairs)} training pairs for a batch of {batch_size}")
+        if len(pairs) < batch_size * world_size:
+            raise DataError(f"only {len(pairs)} training pairs for a batch of {batch_size * world_size}")
         # ties in length are broken at random (seeded): a stable sort would keep the corpus order,
         # and windows of neighbouring dictionary entries (one headword family) make poor batches
         shuffled = list(pairs)
@@ -76,10 +83,12 @@ class LengthWindows:
         self.generator = torch.Generator().manual_seed(seed)
 
     def next(self):
-        n = len(self.pairs) - self.batch_size + 1
-        starts = torch.randint(n, (self.world_size,), generator=self.generator)
-        a = int(starts[self.rank])
-        return collate(self.pairs[a: a + self.batch_size])
+        size = self.batch_size * self.world_size
+        a = int(torch.randint(len(self.pairs) - size + 1, (1,), generator=self.generator))
+        window = self.pairs[a: a + size]
+        (src, tgt_in), tgt_out = collate(window[self.rank * self.batch_size: (self.rank + 1) * self.batch_size])
+        per_rank = torch.tensor(sum(len(t) + 1 for _, t in window) / self.world_size)
+        return (src, tgt_in, per_rank), tgt_out
 
 
 def eval_batches(pairs: Encoded, batch_size: int, n_batches: int) -> list:
@@ -121,23 +130,26 @@ class LabelSmoothedCE(Objective):
         return nll, smooth, keep
 
     def forward(self, model, x, y):
-        src, tgt_in = x
+        src, tgt_in = x[:2]
         logits, _ = model(src, tgt_in)
         nll, smooth, keep = self.parts(logits, y)
-        n = keep.sum().clamp_min(1)
+        # a training batch names its normaliser (the global batch's target tokens per rank, see
+        # LengthWindows); otherwise the batch's own non-pad targets
+        n = x[2] if len(x) > 2 else keep.sum().clamp_min(1)
         nll_mean = (nll * keep).sum() / n
         loss = (1 - self.eps) * nll_mean + self.eps * (smooth * keep).sum() / n
         return loss, {"nll": nll_mean.detach()}
 
     @torch.no_grad()
     def eval_metrics(self, model, x, y):
-        src, tgt_in = x
+        src, tgt_in = x[:2]
         logits, _ = model(src, tgt_in)
         nll, _, keep = self.parts(logits, y)
         n = keep.sum().clamp_min(1)
         loss = (nll * keep).sum() / n
         acc = ((logits.reshape(-1, logits.size(-1)).argmax(-1) == y.reshape(-1)) & keep).sum() / n
-        return {"loss": loss, "acc": acc, "ppl": torch.exp(loss)}
+        # weight: the trainer averages per target token, not per batch (batches differ in length)
+        return {"loss": loss, "acc": acc, "ppl": torch.exp(loss), "weight": n.float()}
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,7 +202,9 @@ class NMTTask:
         t, dist = cfg.train, trainer.dist
         trainer.batches = LengthWindows(train, t.batch_size, seed=t.seed, rank=dist.rank,
                                         world_size=dist.world_size)
-        trainer.eval_batches = eval_batches(valid, t.batch_size, t.eval_batches)
+        # every rank scores the same batches, of the global batch size: validation does not depend on
+        # how many processes share a step
+        trainer.eval_batches = eval_batches(valid, t.batch_size * dist.world_size, t.eval_batches)
         mean_tgt = sum(len(tg) + 1 for _, tg in train) / len(train)
         trainer.tokens_per_step = int(math.ceil(t.batch_size * t.grad_accum * dist.world_size * mean_tgt))
         trainer.task_info = {"train_pairs": len(train), "valid_pairs": len(valid),

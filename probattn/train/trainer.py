@@ -470,7 +470,9 @@ class Trainer:
         """Mean of each metric over the fixed validation batches (and ranks).
 
         Metrics named ``min_*`` / ``max_*`` are reduced with min / max instead (e.g. the smallest
-        margin seen on any batch).
+        margin seen on any batch). A task whose batches differ in size (translation: pairs of
+        different lengths) returns ``weight`` (e.g. its target tokens): the mean is then weighted,
+        so the validation loss is per token whatever the batch size, and ``ppl`` is exp(loss).
         """
         self.model.eval()
         self.objective.eval()
@@ -483,7 +485,10 @@ class Trainer:
                 per_batch.setdefault(k, []).append(float(v))
         self.model.train()
         self.objective.train()
-        reduced = {k: reduce_metric(k, v) for k, v in per_batch.items()}
+        weights = per_batch.pop("weight", None)
+        reduced = {k: reduce_metric(k, v, weights) for k, v in per_batch.items()}
+        if weights is not None and "ppl" in reduced:
+            reduced["ppl"] = math.exp(min(reduced["loss"], 50.0))
         reduced = all_reduce_metrics(reduced, self.dist, self.device)
         reduced["bits_per_token"] = reduced["loss"] / math.log(2)
         return reduced
@@ -712,11 +717,13 @@ class Throughput:
         return math.nan if r is None else r
 
 
-def reduce_metric(name: str, values: list[float]) -> float:
+def reduce_metric(name: str, values: list[float], weights: list[float] | None = None) -> float:
     if name.startswith("min_"):
         return min(values)
     if name.startswith("max_"):
         return max(values)
+    if weights is not None:
+        return sum(v * w for v, w in zip(values, weights)) / sum(weights)
     return sum(values) / len(values)
 
 
