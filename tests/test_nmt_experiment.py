@@ -1,4 +1,4 @@
-"""`probattn experiment nmt` at smoke scale on a generated dictionary file (unit-test data only):
+"""`probattn experiment nmt` at smoke scale on made-up Multi30k files (unit-test data only):
 every variant trained per norm and seed, the lambda grid tuned on valid, the matched softmax
 really matched, paired differences computed from the per-seed scores."""
 
@@ -9,22 +9,12 @@ import json
 import pytest
 
 from probattn.experiments import ExperimentContext, run_experiment
+from probattn.nmt import multi30k
 from probattn.studies.gpam.nmt_variants import VARIANTS, count_params, matched_ffn, mechanism_in
 
+from .test_nmt_multi30k import make_files
+
 pytest.importorskip("sacrebleu")
-
-WORDS = [("Haus", "house"), ("Hund", "dog"), ("Katze", "cat"), ("Baum", "tree"), ("Auto", "car"), ("Buch", "book")]
-VERBS = [("schläft", "sleeps"), ("ist hier", "is here"), ("ist groß", "is big")]
-
-
-def dictionary(folder):
-    rows = []
-    for i in range(240):
-        (de, en), (vde, ven) = WORDS[i % 6], VERBS[(i // 6) % 3]
-        rows.append(f"{de} {{n}} | Das {de} {vde} {i % 7}. :: {en} | The {en} {ven} {i % 7}.")
-    (folder / "trans").mkdir(parents=True)
-    (folder / "trans" / "de-en").write_text("\n".join(rows) + "\n", encoding="utf-8")
-
 
 def test_matched_ffn_matches_the_gpam_parameter_count():
     model = dict(n_enc_layer=2, n_dec_layer=2, n_head=2, n_embd=16, ffn=32, max_len=16)
@@ -34,8 +24,9 @@ def test_matched_ffn_matches_the_gpam_parameter_count():
     assert width > 32 and abs(count_params({**model, "ffn": width}, 100) - target) <= per_unit / 2
 
 
-def test_smoke_experiment(tmp_path):
-    dictionary(tmp_path / "data")
+def test_smoke_experiment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(multi30k, "SHA256", make_files(tmp_path / "data" / "multi30k"))
     ctx = ExperimentContext(out_dir=tmp_path / "out", scale="smoke", device="cpu",
                             data_dirs=(str(tmp_path / "data"),), progress=False)
     result = run_experiment("nmt", ctx)
