@@ -16,6 +16,7 @@ from .test_nmt_multi30k import make_files
 
 pytest.importorskip("sacrebleu")
 
+
 def test_matched_ffn_matches_the_gpam_parameter_count():
     model = dict(n_enc_layer=2, n_dec_layer=2, n_head=2, n_embd=16, ffn=32, max_len=16)
     target = count_params({**model, **VARIANTS["gpam_all"][1]}, 100)
