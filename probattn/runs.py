@@ -12,6 +12,7 @@ import torch
 from .data import Corpus, Tokenizer, load_corpus, sequential_windows, tokenizer_from_dict
 from .errors import CheckpointError, ConfigError
 from .model import GPT, GPTConfig
+from .outputs import note_run_inputs
 from .train.checkpoint import load_checkpoint, load_state_strict
 from .train.config import RunConfig
 
@@ -58,8 +59,9 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     model = GPT(model_config)
     load_state_strict(model, payload["model"], "model", path)
     model.to(device).eval()
-    return LoadedRun(Path(run_dir) if Path(run_dir).is_dir() else path.parent.parent,
-                     model, tokenizer, config, meta, path)
+    folder = Path(run_dir) if Path(run_dir).is_dir() else path.parent.parent
+    note_run_inputs(folder, path)
+    return LoadedRun(folder, model, tokenizer, config, meta, path)
 
 
 def run_corpus(run: LoadedRun, data: str | None = None, data_dirs: tuple[str, ...] = ()) -> Corpus:

@@ -12,6 +12,7 @@ import torch
 from ..errors import CheckpointError, ConfigError, DataError
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
+from ..outputs import note_run_inputs
 from ..runs import find_checkpoint
 from ..train.checkpoint import load_checkpoint, load_state_strict
 from .config import TASK, NMTRunConfig
@@ -62,6 +63,7 @@ def load_nmt_run(run: str | Path, which: str = "best", device: str = "cpu") -> N
     load_state_strict(model, payload["model"], "model", path)
     dev = torch.device(device)
     model.to(dev).eval()
+    note_run_inputs(_run_dir(Path(run)), path)
     return NMTRun(_run_dir(Path(run)), model, tokenizer, config, meta, path, dev)
 
 

@@ -35,6 +35,7 @@ from ..data import (
     tokenizer_from_dict,
 )
 from ..errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
+from ..interrupts import interrupt_point
 from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
 from .callbacks import Callback
@@ -118,6 +119,9 @@ class TrainResult:
     best_val_loss: float
     final: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    #: a stop (Ctrl-C, SIGTERM, request_stop) came at any moment of the run, even during its last
+    #: step when the run still finished: a caller running several runs must stop after this one
+    stop_requested: bool = False
     #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
     timed_steps: int = 0
@@ -207,7 +211,9 @@ class Trainer:
         init_distributed(self.dist, self.device)
         try:
             with self._signals(), self._run_folder():
-                return self._fit()
+                result = self._fit()
+            result.stop_requested = result.interrupted or self._stop_requested
+            return result
         finally:
             shutdown_distributed()
 
@@ -578,6 +584,7 @@ class Trainer:
             while step < t.max_steps:
                 record = self._train_step(step)
                 step += 1
+                interrupt_point(f"train step {step}")
                 timer.step(self.device)
                 window_tokens += self.tokens_per_step
                 if step % t.log_interval == 0 or step == t.max_steps:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError
-from ...io import check_output_dir
 from ...options import POSITIVE, Range, number
+from ...outputs import check_results_folder, claim_results_folder
 
 
 def add_commands(subparsers) -> None:
@@ -36,6 +36,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--causal", action="store_true", help="causal (non-cyclic) shift task")
     p.add_argument("--out", default="reports/phase-diagram", help="folder for phase_diagram.json/.png")
     p.add_argument("--no-figure", action="store_true", help="write the JSON only")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another command found in --out (else refused)")
     p.set_defaults(func=cmd_phase_diagram)
 
 
@@ -54,7 +56,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.n_P < 3:
         raise ConfigError(f"--n-P must be at least 3, got {args.n_P}")
-    check_output_dir(args.out)
+    check_results_folder(args.out, "--out", "phase-diagram", args.overwrite)
     cfg = TheoryConfig(L=args.L, V=args.V if args.V is not None else args.L,
                        sigma_s=args.sigma_s, sigma_w=args.sigma_w, kappa=args.kappa,
                        entropy=args.entropy, causal=args.causal)
@@ -70,7 +72,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
     diagram = phase_diagram(cfg, np.geomspace(P_min, P_max, args.n_P))
     seconds = time.perf_counter() - t0
     diagram["seconds"] = seconds
-    out = Path(args.out)
+    out = claim_results_folder(args.out, "phase-diagram")
     atomic_write_text(out / "phase_diagram.json", json.dumps(diagram, indent=1) + "\n")
     if not args.no_figure:
         from ...report.figures import save_figure
@@ -117,6 +119,7 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
         from .diagram import diagram_figure
 
         fig = diagram_figure(diagram)
+    claim_results_folder(out, "phase-diagram")
     atomic_write_text(out / "phase_diagram.json", json.dumps(json_safe(diagram), indent=1) + "\n")
     if not args.no_figure:
         save_figure(fig, out / "phase_diagram.png")

@@ -181,7 +181,7 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     tracker = MarginTracker(x)
     start = time.perf_counter()
     trained = train(cfg, run_dir, overwrite=True, callbacks=[tracker], progress=progress)
-    if trained.interrupted:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
+    if trained.stop_requested:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
         raise StudyInterrupted(f"interrupted during {run_dir}; run the same command again to resume")
     train_s = time.perf_counter() - start
     run = load_run(run_dir, which="last", device=device)
