@@ -13,12 +13,14 @@ import functools
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError
+from ..io import note_input
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
 from ..options import Options, Range, option
@@ -140,9 +142,23 @@ class LabelSmoothedCE(Objective):
         return {"loss": loss, "acc": acc, "ppl": torch.exp(loss)}
 
 
-@functools.lru_cache(maxsize=4)
 def load_corpus_for(data) -> ParallelCorpus:  # noqa: F821 - forward name for readers
-    """The corpus a data config describes (cached per process: experiments train many runs on it)."""
+    """The corpus a data config describes (cached per process: experiments train many runs on it);
+    its files are noted as inputs each time (so a command never writes over a cached corpus's files)."""
+    corpus = _cached_corpus(data)
+    source = Path(corpus.source) if corpus.source else None
+    if source is not None and source.is_dir():
+        note_input(source, f"the corpus folder {source}")
+        for f in sorted(source.iterdir()):
+            if f.is_file():
+                note_input(f, f"a file of the corpus {source}")
+    elif source is not None and source.is_file():
+        note_input(source, f"the corpus file {source}")
+    return corpus
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_corpus(data) -> ParallelCorpus:  # noqa: F821
     corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
                            phrase_min_words=data.phrase_min_words,
                            max_words=data.max_words, heldout_every=data.heldout_every,
