@@ -474,10 +474,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from .interrupts import interrupt_point, report_interrupt
+    from .interrupts import report_interrupt
     from .outputs import guard_inputs
 
-    interrupt_point("imports")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ import torch
 
 from .data import Corpus, Tokenizer, load_corpus, sequential_windows, tokenizer_from_dict
 from .errors import CheckpointError, ConfigError
+from .interrupts import interrupt_point
 from .model import GPT, GPTConfig
 from .outputs import note_run_inputs
 from .train.checkpoint import load_checkpoint, load_state_strict
@@ -81,6 +82,7 @@ def evaluate_tokens(model: GPT, tokens: torch.Tensor, batch_size: int = 16,
     model.eval()
     total_loss, total_correct, count = 0.0, 0, 0
     for x, y in sequential_windows(tokens, model.config.block_size, batch_size, max_tokens):
+        interrupt_point("evaluation batch")
         x, y = x.to(device), y.to(device)
         if embed_fn is None:
             logits, _ = model(x)

@@ -46,6 +46,22 @@ def _positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be a positive number, got {value}")
 
 
+#: the 1-D diagram also sweeps sigma_s and kappa over this many values each (theory.phase_diagram)
+SCALE_POINTS = 24
+#: the free energy is held at every lambda of the grid for each point computed at once: F, its
+#: broadcast and the minima mask, about three float64 arrays (measured: 48 KB per point, L 16 to 256)
+BYTES_PER_LAMBDA_POINT = 3 * 8
+
+
+def _check_memory(cfg, points: int, what: str, change: str) -> None:
+    """Refuse a grid whose vectorised free energy would not fit in memory (before computing it)."""
+    from ...memory import check_fits
+    from .theory import lambda_grid
+
+    lam = max(lambda_grid(kind, cfg.L, cfg=cfg).size for kind in ("softmax", "linear"))
+    check_fits(BYTES_PER_LAMBDA_POINT * lam * points, what, change)
+
+
 def cmd_phase_diagram(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -62,6 +78,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
                        entropy=args.entropy, causal=args.causal)
     if args.grid:
         return _grid_diagram(args, cfg)
+    _check_memory(cfg, args.n_P * SCALE_POINTS, f"a diagram of {args.n_P} x {SCALE_POINTS} points", "lower --n-P")
     t0 = time.perf_counter()
     stars = {k: find_transition(k, cfg) for k in ("softmax", "linear")}
     ref = min(t.P_star for t in stars.values())
@@ -110,6 +127,7 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
     else:
         ref = [find_transition(k, cfg).P_star for k in ("softmax", "linear")]
         P = np.geomspace(min(ref) / 10, 10 * max(ref), args.n_P)
+    _check_memory(cfg, len(P), f"each row of a {len(P)} x {scales[0].n} diagram", "use fewer P points in --grid")
     t0 = time.perf_counter()
     diagram = two_parameter_diagram(cfg, scales[0], P)
     diagram["seconds"] = time.perf_counter() - t0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError
+from ...interrupts import interrupt_point
 from .theory import TheoryConfig, find_transition, global_minimiser, order_parameters
 
 PARAMETERS = ("P", "sigma_s", "sigma_w", "kappa")
@@ -68,6 +69,7 @@ def two_parameter_diagram(cfg: TheoryConfig, y: Grid, P_values, kinds=("softmax"
     for kind in kinds:
         rows = []
         for val in y.values():
+            interrupt_point("phase grid row")
             c = cfg.replace(**{y.name: float(val)})
             lam, n_min = global_minimiser(P, kind, c)
             m = np.abs(order_parameters(lam, kind, c.L, c.causal)[0])
