@@ -24,6 +24,7 @@ from ..io import note_input
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
 from ..options import Options, Range, option
+from ..train.footprint import check_training_memory
 from ..train.objectives import Objective
 from .corpus import Pairs, load_parallel
 from .subword import BOS, EOS, PAD, SubwordTokenizer
@@ -198,6 +199,7 @@ class NMTTask:
             trainer.tokenizer = train_tokenizer(cfg.data)
         trainer.model_config = Seq2SeqConfig(**{**cfg.model.to_dict(), "vocab_size": trainer.tokenizer.vocab_size,
                                                 "pad_id": PAD, "bos_id": BOS, "eos_id": EOS})
+        check_training_memory(trainer)
         max_len = trainer.model_config.max_len
         train = [p for p in encode_pairs(trainer.tokenizer, corpus.train) if fits(p, max_len)]
         valid = [p for p in encode_pairs(trainer.tokenizer, corpus.valid) if fits(p, max_len)]

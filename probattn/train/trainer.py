@@ -49,6 +49,7 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from .footprint import check_training_memory
 from .metrics import MetricsLogger
 from .objectives import Objective, build_objective
 from .runfolder import RunLock, clean_leftovers, describe_run, read_summary
@@ -81,6 +82,7 @@ class LMTask:
         valid_tokens = trainer.tokenizer.encode(corpus.valid)
         trainer.model_config = cfg.model.__class__(**{**cfg.model.to_dict(),
                                                       "vocab_size": trainer.tokenizer.vocab_size})
+        check_training_memory(trainer)
         t, dist = cfg.train, trainer.dist
         block = trainer.model_config.block_size
         trainer.batches = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed,
