@@ -46,11 +46,12 @@ def available_memory() -> int | None:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    """1.5 GB, 820.0 KB, 3.2e+18 TB (decimal units, like disk and memory vendors)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(n) < 1000:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
-    raise AssertionError("unreachable")
+    return f"{n:.1f} TB" if abs(n) < 10_000 else f"{n:.2g} TB"
 
 
 def check_fits(estimate: float, what: str, change: str) -> None:

@@ -18,6 +18,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 
+#: the largest float32 (torch.finfo(torch.float32).max; bfloat16's is about the same): every real
+#: number a model or its training sees ends up in float32 tensors, so a larger one overflows to inf
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 @dataclass(frozen=True)
 class Range:
@@ -53,6 +57,9 @@ class Range:
             return f"must be {self.describe()}, got {value!r}"
         if not math.isfinite(value):
             return f"must be {self.describe()}, got {value!r}"
+        if not self.integer and abs(value) > FLOAT32_MAX:
+            return (f"must be {self.describe()} of at most {FLOAT32_MAX:.3g} in size (float32, the precision "
+                    f"the models compute in), got {value!r}")
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             return f"must be {self.describe()}, got {value!r}"
         if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):

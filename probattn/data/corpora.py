@@ -261,7 +261,7 @@ def _resolve(spec: str, data_dirs, download: bool, need_train: bool) -> _Source:
     path = Path(spec)
     if path.is_dir():
         return _resolve_folder(path)
-    if path.is_file() or os.sep in spec or path.suffix:
+    if path.exists() or os.sep in spec or path.suffix:  # read_text_file says what is wrong with it
         return _Source(path.stem, str(path), whole=read_text_file(path))
     names = ", ".join((*DEFAULT_NAMES, *NAMED_CORPORA))
     raise DataError(f"unknown corpus {spec!r}: not a known name ({names}) nor an existing path")

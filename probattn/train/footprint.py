@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..memory import check_fits, human_bytes
+from ..memory import available_memory, check_fits, human_bytes
 
 FLOAT = 4  # bytes of a float32
 TOKEN = 8  # bytes of an int64 token id
@@ -42,10 +42,24 @@ def training_bytes(n_params: int, model_config, batch_size: int, eval_batches: i
     return 4 * FLOAT * n_params + tokens * per_token + 2 * TOKEN * tokens * eval_batches
 
 
+def fewest_parameters(model_config) -> int:
+    """A lower bound on the parameters, from the shape alone: each layer's four attention
+    projections, the token embedding and learned positions where the model has them."""
+    layers, width, _, context = _shape(model_config)
+    positions = context * width if hasattr(model_config, "block_size") else 0
+    return layers * 4 * width * width + model_config.vocab_size * width + positions
+
+
 def check_training_memory(trainer) -> None:
-    """Refuse, before allocating, a run that cannot fit (called by each task's ``prepare``)."""
+    """Refuse, before allocating, a run that cannot fit (called by each task's ``prepare``).
+
+    The bound from the shape comes first: a model too large to fit is refused before even its
+    ``meta`` copy is built (a billion layers would take hours to build, an embedding beyond 2^63
+    elements cannot be built at all)."""
     cfg, t = trainer.model_config, trainer.config.train
-    n_params = count_parameters(trainer.task.build_model, cfg)
+    n_params = fewest_parameters(cfg)
+    if training_bytes(n_params, cfg, t.batch_size, t.eval_batches) <= (available_memory() or float("inf")):
+        n_params = count_parameters(trainer.task.build_model, cfg)
     need = training_bytes(n_params, cfg, t.batch_size, t.eval_batches)
     context = "--block-size" if hasattr(cfg, "block_size") else "--max-len"
     vocab = "" if hasattr(cfg, "block_size") else ", --vocab-size"

@@ -127,7 +127,8 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
     else:
         ref = [find_transition(k, cfg).P_star for k in ("softmax", "linear")]
         P = np.geomspace(min(ref) / 10, 10 * max(ref), args.n_P)
-    _check_memory(cfg, len(P), f"each row of a {len(P)} x {scales[0].n} diagram", "use fewer P points in --grid")
+    _check_memory(cfg, len(P), f"each row of a {len(P)} x {scales[0].n} diagram",
+                  "use fewer P points (--n-P, or the N of --grid P:LO:HI:N)")
     t0 = time.perf_counter()
     diagram = two_parameter_diagram(cfg, scales[0], P)
     diagram["seconds"] = time.perf_counter() - t0
