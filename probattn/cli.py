@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
 from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
-from .outputs import check_results_folder
+from .outputs import check_results_folder, replace_foreign_results
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -186,6 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:  # the resolved configuration, nothing trained or written
         print(config.to_json())
         return 0
+    if args.overwrite:
+        replace_foreign_results(out, "train")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
 

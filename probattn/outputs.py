@@ -162,6 +162,14 @@ def check_results_folder(path: str | Path, flag: str, owner: str, overwrite: boo
     return path
 
 
+def replace_foreign_results(path: str | Path, owner: str) -> None:
+    """``--overwrite`` on a folder another command owns: clear its results now (commands whose
+    library code does not claim the folder itself, such as training)."""
+    found = folder_owner(path)
+    if found is not None and not _compatible(found[0], owner):
+        claim_results_folder(path, owner)
+
+
 def claim_results_folder(path: str | Path, owner: str) -> Path:
     """Mark ``path`` as ``owner``'s, first clearing another command's known results in it."""
     from .io import atomic_write_text, make_dir

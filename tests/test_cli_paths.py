@@ -377,3 +377,19 @@ def test_one_experiment_never_mixes_its_report_with_anothers(tmp_path, monkeypat
     assert code == 0, err
     assert not (out / "figures").exists() and not (out / "report.html").exists()  # the old results went
     assert json.loads((out / ".probattn-results").read_text()) == {"command": "experiment baseline"}
+
+
+@pytest.mark.parametrize("second", [["train", *TINY], ["diagnose", "--attention", "softmax", "--preset", "tiny",
+                                                      "--sequences", "1"]], ids=["train", "diagnose"])
+def test_overwrite_replaces_another_commands_results(tmp_path, capsys, second):
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.txt").write_text("the user's own file\n")
+    assert run_cli([*PHASE, "--out", out], capsys)[0] == 0
+    assert (out / "phase_diagram.json").exists()
+    code, _, err = run_cli([*second, "--out", out, "--overwrite"], capsys)
+    assert code == 0, err
+    assert not (out / "phase_diagram.json").exists()  # the other command's results went
+    assert (out / "notes" / "mine.txt").read_text() == "the user's own file\n"  # nothing else did
+    code, _, err = run_cli([*PHASE, "--out", out], capsys)
+    assert code == 2 and f"holds the results of probattn {second[0]}" in one_error_line(err)
