@@ -93,10 +93,11 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder, not a file")
-    problem = _special_file_problem(Path(os.path.realpath(path)))
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link: where it leads
+    problem = _special_file_problem(real)
     if problem:
         raise OutputError(f"{flag} {path} {problem}")
-    check_output_dir(Path(os.path.realpath(path)).parent, f"the folder of {flag}")
+    check_output_dir(real.parent, f"the folder of {flag}")
     note_output(path, flag)
     return path
 
