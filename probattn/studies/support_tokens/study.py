@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ...errors import ProbattnError
+from ...errors import Interrupted, ProbattnError
 from ...io import atomic_write_text
 from ...robustness import RobustnessConfig, evaluate_robustness
 from ...runs import load_run, run_corpus
@@ -132,7 +132,7 @@ SCALES_DEF: dict[str, Scale] = {
 }
 
 
-class StudyInterrupted(ProbattnError):
+class StudyInterrupted(Interrupted):
     pass
 
 
@@ -246,16 +246,25 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dest", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1) if args.cmd == "run" and args.device == "cpu" else None
-    try:
-        if args.cmd == "run":
-            run_study(args.scale, args.out, tuple(args.data_dir), args.device, limit=args.limit)
-        else:
-            from .study_summary import write_summary
+    from ...interrupts import report_interrupt
+    from ...outputs import check_results_folder, claim_results_folder, guard_inputs
 
-            write_summary(args.out, args.dest, SCALES_DEF[args.scale])
+    try:
+        with guard_inputs():
+            if args.cmd == "run":
+                check_results_folder(args.out, "--out", "support-tokens study")
+                claim_results_folder(args.out, "support-tokens study")
+                run_study(args.scale, args.out, tuple(args.data_dir), args.device, limit=args.limit)
+            else:
+                from .study_summary import write_summary
+
+                check_results_folder(args.dest, "--dest", "support-tokens summary")
+                write_summary(args.out, args.dest, SCALES_DEF[args.scale])
     except ProbattnError as e:
-        print(f"probattn: error: {e}", file=sys.stderr)
-        return 2
+        print(f"probattn: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return report_interrupt()
     return 0
 
 
