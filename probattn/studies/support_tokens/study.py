@@ -240,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data-dir", action="append", default=[])
     r.add_argument("--device", default="cpu")
     r.add_argument("--limit", type=int, default=None, help="stop after this many runs")
+    r.add_argument("--overwrite", action="store_true", help="replace another command's results in --out")
     s = sub.add_parser("summarize", help="paired tables, intervals, figures, verdict")
     s.add_argument("--scale", choices=SCALES, default="cpu")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--dest", type=Path, required=True)
+    s.add_argument("--overwrite", action="store_true", help="replace another command's results in --dest")
     args = p.parse_args(argv)
     torch.set_num_threads(1) if args.cmd == "run" and args.device == "cpu" else None
     from ...interrupts import report_interrupt
@@ -252,13 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with guard_inputs():
             if args.cmd == "run":
-                check_results_folder(args.out, "--out", "support-tokens study")
+                check_results_folder(args.out, "--out", "support-tokens study", args.overwrite)
                 claim_results_folder(args.out, "support-tokens study")
                 run_study(args.scale, args.out, tuple(args.data_dir), args.device, limit=args.limit)
             else:
                 from .study_summary import write_summary
 
-                check_results_folder(args.dest, "--dest", "support-tokens summary")
+                check_results_folder(args.dest, "--dest", "support-tokens summary", args.overwrite)
                 write_summary(args.out, args.dest, SCALES_DEF[args.scale])
     except ProbattnError as e:
         print(f"probattn: error: {' '.join(str(e).split())}", file=sys.stderr)
