@@ -168,6 +168,7 @@ SUBPROCESS_CASES = [  # (where the interrupt lands, the command, what must not e
     ("import probattn.studies.phase.theory", ["phase-diagram", "--L", "8", "--out", "pd"], "pd"),
     ("phase grid row", ["phase-diagram", "--L", "8", "--grid", "P:2:50:5", "--grid", "sigma_s:0.2:2:4",
                         "--out", "pd"], "pd/phase_diagram.json"),
+    ("phase diagram block", ["phase-diagram", "--L", "8", "--n-P", "500", "--out", "pd"], "pd/phase_diagram.json"),
     ("train step 30", ["experiment", "baseline", *SMOKE, "--out", "rep"], "rep/report.html"),
 ]
 

@@ -184,8 +184,8 @@ SIZE_CASES = [  # (command, the flag the one line must name); refused before any
     (["train", *TINY, "--n-embd", "1000000", "--n-head", "1"], "--n-embd"),
     (["train", *TINY, "--eval-batches", "100000000000"], "--eval-batches"),
     (["phase-diagram", "--L", "8", "--n-P", "5000000"], "--n-P"),
-    (["phase-diagram", "--L", "8", "--grid", "P:1:100:5000000", "--grid", "kappa:0.1:1:3"], "--grid"),
-    (["phase-diagram", "--L", "8", "--n-P", "1000000", "--grid", "sigma_s:0.1:2:3"], "--grid"),
+    (["phase-diagram", "--L", "8", "--grid", "P:1:100:5000000", "--grid", "kappa:0.1:1:10"], "--grid"),
+    (["phase-diagram", "--L", "8", "--n-P", "1000000", "--grid", "sigma_s:0.1:2:40"], "--grid"),
 ]
 
 
