@@ -28,7 +28,8 @@ from .errors import OutputError
 from .outputs import guard_inputs, note_input, note_output, refuse_input
 
 __all__ = ["append_text", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "check_output_file",
-           "dumps_json", "guard_inputs", "json_safe", "make_dir", "note_input", "note_output", "output_error",
+           "dumps_json", "guard_inputs", "json_safe", "make_dir", "note_input", "note_output", "os_error_reason",
+           "output_error",
            "remove_leftover_temporaries", "write_json"]
 
 #: temporary files are ".<target name>.<8 random characters>.tmp" next to their target
