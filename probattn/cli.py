@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
-from .io import check_output_dir
 from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
+from .outputs import check_results_folder, replace_foreign_results
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -181,11 +181,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --out: the folder of the run to continue")
     out = Path(args.out) if args.out else default_run_dir(args.preset, overrides)
     if not args.print_config:
-        check_output_dir(out)
+        check_results_folder(out, "--out", "train", overwrite=args.overwrite or args.resume)
     config = apply_overrides(base_config(args, out, RunConfig.from_dict, preset_config), overrides)
     if args.print_config:  # the resolved configuration, nothing trained or written
         print(config.to_json())
         return 0
+    if args.overwrite:
+        replace_foreign_results(out, "train")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
 
@@ -222,6 +224,10 @@ def fit(trainer, command: str, out: Path, done) -> int:
                   file=sys.stderr)
             return 130
         print(done(result))
+        if result.stop_requested:  # the stop came during the last step: the run is complete anyway
+            print(f"probattn: interrupted during the last step; the run finished and is kept in {out}",
+                  file=sys.stderr)
+            return 130
     return 0
 
 
@@ -304,7 +310,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                           "(--report-only is for long studies whose runs are kept: "
                           f"{', '.join(_report_only_scales()) or 'none'})")
     out = Path(args.out) if args.out else Path("reports") / args.name / args.scale
-    check_output_dir(out)
+    check_results_folder(out, "--out", f"experiment {args.name}", args.overwrite)
     with _continuable(f"probattn experiment {args.name}"):
         result = run_experiment(args.name, _context(args, out))
     for k, v in result.headline.items():
@@ -322,7 +328,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise ConfigError(f"experiment {name!r} has no scale {args.scale!r}; available: "
                               f"{', '.join(experiment_module(name).SCALES)}")
     out = Path(args.out) if args.out else Path("reports") / f"reproduce-{args.scale}"
-    check_output_dir(out)
+    check_results_folder(out, "--out", "reproduce", args.overwrite)
+    for name in args.only or sorted(EXPERIMENTS):  # each experiment's folder inside it, too
+        check_results_folder(out / name, "--out", f"experiment {name}", args.overwrite)
     with _continuable("probattn reproduce"):
         index, entries = reproduce(_context(args, out), args.only or None)
     for e in entries:
@@ -390,6 +398,8 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", action="append", default=None,
                    help="folder searched for named corpora (repeatable; also $PROBATTN_DATA)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another command found in --out (else refused)")
 
 
 # Studies add subcommands here: name -> "module:function" taking the subparsers object.
@@ -470,20 +480,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C at any moment (torch's import included) is one line and 130."""
+    from .interrupts import report_interrupt
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return report_interrupt()
+
+
+def _main(argv: list[str] | None) -> int:
+    from .interrupts import report_interrupt
+    from .outputs import guard_inputs
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors and --help: the status, for callers of main() too
         return e.code if isinstance(e.code, int) else 2
     try:
-        return int(args.func(args) or 0)
+        with guard_inputs():
+            return int(args.func(args) or 0)
     except ProbattnError as e:
         message = " ".join(str(e).split())  # always one line
+        if isinstance(e, Interrupted):
+            return report_interrupt(f"probattn: error: {message}")
         print(f"probattn: error: {message}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("probattn: interrupted", file=sys.stderr)
-        return 130
+        return report_interrupt()
     except OSError as e:  # the file system refused (full disk, permissions): not a bug of ours
         from .io import os_error_reason
 

@@ -1,24 +1,36 @@
 """Files a person or a later run reads: written atomically, JSON that is always valid.
 
 Every file probattn writes goes through :func:`atomic_write_bytes` (or :func:`append_text`), so
-three things hold everywhere: a failed write leaves the old file (or none) and no temporary
-file; a full disk, a read-only folder or a path through a regular file is one
-:class:`~probattn.errors.OutputError` that says so; and files get the permissions the user's
-umask gives (``mkstemp`` alone would make them owner-only).
+these hold everywhere: a failed write leaves the old file (or none) and no temporary file; a
+full disk, a read-only folder or a path through a regular file is one
+:class:`~probattn.errors.OutputError` that says so; a new file gets the permissions the user's
+umask gives (``mkstemp`` alone would make them owner-only) and a replaced file keeps its own;
+a symbolic link is followed (its target is updated, the link stays); only a regular file is
+ever replaced: a pipe or a character device (``/dev/null``, a terminal) is written through,
+anything else is refused. Inside a command (:func:`guard_inputs`), a file the command reads is
+never one it writes (see :mod:`probattn.outputs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+from .outputs import guard_inputs, note_input, note_output, refuse_input
+
+__all__ = ["append_text", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "check_output_file",
+           "dumps_json", "guard_inputs", "json_safe", "make_dir", "note_input", "note_output", "os_error_reason",
+           "output_error",
+           "remove_leftover_temporaries", "write_json"]
 
 #: temporary files are ".<target name>.<8 random characters>.tmp" next to their target
 TMP_SUFFIX = ".tmp"
@@ -77,11 +89,37 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
+    """Refuse, before any work, what cannot take this output: a folder, a device that is not a
+    character device, a socket, an unwritable folder, or one of the command's own inputs."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder, not a file")
-    check_output_dir(path.parent, f"the folder of {flag}")
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link: where it leads
+    problem = _special_file_problem(real)
+    if problem:
+        raise OutputError(f"{flag} {path} {problem}")
+    check_output_dir(real.parent, f"the folder of {flag}")
+    note_output(path, flag)
     return path
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISFIFO, "a pipe")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _special_file_problem(real: Path) -> str | None:
+    """Why ``real`` (symlinks resolved) cannot be written as an output, or None."""
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        return None  # missing (it will be created) or unreadable (the write says why)
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return None
+    return f"is {_file_kind(mode)}, not a regular file: give the path of a file"
 
 
 def make_dir(path: str | Path) -> Path:
@@ -95,21 +133,62 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    make_dir(path.parent)
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
+def _write_through(real: Path, data: bytes, path: Path) -> None:
+    """A pipe or a character device: no rename (that would replace the device with a file)."""
+    flags = os.O_WRONLY | (os.O_NONBLOCK if stat.S_ISFIFO(os.stat(real).st_mode) else 0)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        fd = os.open(real, flags)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a named pipe that nothing reads: writing would wait forever
+            raise OutputError(f"cannot write {path}: it is a pipe and nothing reads it") from None
+        raise output_error(e, path) from None
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as e:
+        raise output_error(e, path) from None
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file.
+
+    A symbolic link's target is what gets replaced (with the target's permissions); a pipe or a
+    character device is written through; any other non-regular file is refused.
+    """
+    path = Path(path)
+    refuse_input(path)
+    real = Path(os.path.realpath(path))
+    make_dir(real.parent)
+    try:
+        old = os.stat(real)
+    except FileNotFoundError:
+        old = None
+    except OSError as e:
+        raise output_error(e, path) from None
+    if old is not None and stat.S_ISDIR(old.st_mode):
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        problem = _special_file_problem(real)
+        if problem:
+            raise OutputError(f"cannot write {path}: it {problem}")
+        _write_through(real, data, path)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=TMP_SUFFIX)
     except OSError as e:
         raise output_error(e, path) from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
+        if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+            with contextlib.suppress(OSError):  # root replacing someone's file: it stays theirs
+                os.fchown(fd, old.st_uid, old.st_gid)
         with os.fdopen(fd, "wb") as f:
             _write(f, data)
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise output_error(e, path) from None
@@ -125,6 +204,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def append_text(path: str | Path, text: str) -> None:
     """Append (metrics as they come); a failure is one OutputError."""
     path = Path(path)
+    refuse_input(path)
     try:
         with path.open("ab") as f:
             _write(f, text.encode("utf-8"))

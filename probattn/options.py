@@ -18,6 +18,10 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError
 
+#: the largest float32 (torch.finfo(torch.float32).max; bfloat16's is about the same): every real
+#: number a model or its training sees ends up in float32 tensors, so a larger one overflows to inf
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 @dataclass(frozen=True)
 class Range:
@@ -27,19 +31,22 @@ class Range:
     hi_open: bool = False
     integer: bool = False
 
+    def _show(self, bound: float) -> str:
+        return str(int(bound)) if self.integer else f"{bound:g}"
+
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a finite number"
         if self.integer and self.lo == 1 and self.hi is None:
             return "a positive integer"
         if self.lo is not None and self.hi is not None:
             left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
-            return f"{kind} in {left}{self.lo:g}, {self.hi:g}{right}"
+            return f"{kind} in {left}{self._show(self.lo)}, {self._show(self.hi)}{right}"
         if self.lo == 0 and self.lo_open and not self.integer:
             return "a positive finite number"
         if self.lo is not None:
-            return f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+            return f"{kind} {'>' if self.lo_open else '>='} {self._show(self.lo)}"
         if self.hi is not None:
-            return f"{kind} {'<' if self.hi_open else '<='} {self.hi:g}"
+            return f"{kind} {'<' if self.hi_open else '<='} {self._show(self.hi)}"
         return kind
 
     def problem(self, value: Any) -> str | None:
@@ -50,6 +57,9 @@ class Range:
             return f"must be {self.describe()}, got {value!r}"
         if not math.isfinite(value):
             return f"must be {self.describe()}, got {value!r}"
+        if not self.integer and abs(value) > FLOAT32_MAX:
+            return (f"must be {self.describe()} of at most {FLOAT32_MAX:.3g} in size (float32, the precision "
+                    f"the models compute in), got {value!r}")
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             return f"must be {self.describe()}, got {value!r}"
         if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
@@ -62,7 +72,9 @@ POSITIVE = Range(lo=0, lo_open=True)
 NON_NEGATIVE = Range(lo=0)
 POSITIVE_INT = Range(lo=1, integer=True)
 NON_NEGATIVE_INT = Range(lo=0, integer=True)
-SEED = NON_NEGATIVE_INT
+#: what every random number generator probattn seeds accepts: torch takes 64 bits, NumPy's legacy
+#: generator 32, and seeds are offset (seed + 1000 * rank, seed * 7919 + i), so 32 bits
+SEED = Range(lo=0, hi=2**32 - 1, integer=True)
 UNIT_OPEN = Range(lo=0, hi=1, lo_open=True, hi_open=True)  # (0, 1)
 
 

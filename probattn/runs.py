@@ -11,7 +11,9 @@ import torch
 
 from .data import Corpus, Tokenizer, load_corpus, sequential_windows, tokenizer_from_dict
 from .errors import CheckpointError, ConfigError
+from .interrupts import interrupt_point
 from .model import GPT, GPTConfig
+from .outputs import note_run_inputs
 from .train.checkpoint import load_checkpoint, load_state_strict
 from .train.config import RunConfig
 
@@ -58,8 +60,9 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     model = GPT(model_config)
     load_state_strict(model, payload["model"], "model", path)
     model.to(device).eval()
-    return LoadedRun(Path(run_dir) if Path(run_dir).is_dir() else path.parent.parent,
-                     model, tokenizer, config, meta, path)
+    folder = Path(run_dir) if Path(run_dir).is_dir() else path.parent.parent
+    note_run_inputs(folder, path)
+    return LoadedRun(folder, model, tokenizer, config, meta, path)
 
 
 def run_corpus(run: LoadedRun, data: str | None = None, data_dirs: tuple[str, ...] = ()) -> Corpus:
@@ -79,6 +82,7 @@ def evaluate_tokens(model: GPT, tokens: torch.Tensor, batch_size: int = 16,
     model.eval()
     total_loss, total_correct, count = 0.0, 0, 0
     for x, y in sequential_windows(tokens, model.config.block_size, batch_size, max_tokens):
+        interrupt_point("evaluation batch")
         x, y = x.to(device), y.to(device)
         if embed_fn is None:
             logits, _ = model(x)

@@ -158,3 +158,19 @@ def test_mean_field_train_mse_matches_matrix_algebra():
         resid = P * cfg.L - 2 * np.trace(B @ Minv @ B.T) + np.trace(B @ Minv @ ZtZ @ Minv @ B.T)
         assert math.isclose(float(train_mse(lam, P, kind, cfg)), resid / (P * cfg.L * V), rel_tol=1e-12)
     assert math.isclose(float(train_mse(0.0, 3.0, "linear", cfg)), 1 / cfg.V)  # no attention: predict 0
+
+
+@pytest.mark.parametrize("scale", [None, "sigma_s", "kappa"])
+def test_the_minimiser_in_blocks_equals_one_vectorised_call(monkeypatch, scale):
+    """Blocks bound memory and let Ctrl-C in; the numbers are those of one call over every P."""
+    import probattn.studies.phase.theory as th
+
+    monkeypatch.setattr(th, "CHUNK_POINTS", 50)  # many blocks, one of them partial
+    cfg = th.TheoryConfig(L=16, V=16, sigma_s=0.5, sigma_w=1.0, kappa=0.1)
+    P = np.geomspace(1, 1000, 37)
+    values = np.geomspace(0.1, 2.0, 7)
+    kw = {} if scale is None else {scale: values}
+    lam, n_min = th.minimiser_in_chunks(P, "softmax", cfg, **kw)
+    whole = th.global_minimiser(P if scale is None else P[None, :], "softmax", cfg,
+                                **({} if scale is None else {scale: values[:, None]}))
+    assert np.array_equal(lam, whole[0]) and np.array_equal(n_min, whole[1])

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, note_input
 
 DATA_ENV = "PROBATTN_DATA"
 CACHE_ENV = "PROBATTN_CACHE"
@@ -144,13 +145,32 @@ def data_search_path(data_dirs: tuple[str, ...] | list[str] = ()) -> list[Path]:
     return dirs
 
 
+#: peak bytes of memory per byte of a text file, from reading it to its token tensor (the bytes,
+#: the str, the code points, the search positions and the int64 tokens: about 40)
+TEXT_MEMORY_PER_BYTE = 40
+
+
 def read_text_file(path: str | Path) -> str:
-    """Read UTF-8 text with one clear error for each way it can fail."""
+    """Read UTF-8 text with one clear error for each way it can fail.
+
+    Only a regular file is read (a device such as /dev/zero, a pipe or a socket could never end),
+    and only when the memory it needs, tokens included, fits the machine. Inside a command the
+    file is noted as an input, so no output of the command can replace it.
+    """
+    from ..memory import check_fits, human_bytes
+
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
     if p.is_dir():
         raise DataError(f"expected a text file but {p} is a folder")
+    st = p.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"expected a text file but {p} is not a regular file (a device, pipe or socket "
+                        "never ends): give the path of a text file")
+    check_fits(st.st_size * TEXT_MEMORY_PER_BYTE, f"reading {p} ({human_bytes(st.st_size)}) and its tokens",
+               "use a smaller corpus file")
+    note_input(p, f"the text file {p}")
     raw = p.read_bytes()
     return decode_text(raw, str(p))
 
@@ -241,7 +261,7 @@ def _resolve(spec: str, data_dirs, download: bool, need_train: bool) -> _Source:
     path = Path(spec)
     if path.is_dir():
         return _resolve_folder(path)
-    if path.is_file() or os.sep in spec or path.suffix:
+    if path.exists() or os.sep in spec or path.suffix:  # read_text_file says what is wrong with it
         return _Source(path.stem, str(path), whole=read_text_file(path))
     names = ", ".join((*DEFAULT_NAMES, *NAMED_CORPORA))
     raise DataError(f"unknown corpus {spec!r}: not a known name ({names}) nor an existing path")
@@ -266,6 +286,7 @@ def _read_splits(found: dict[str, Path | None]) -> dict[str, str]:
 
 
 def _resolve_folder(folder: Path) -> _Source:
+    note_input(folder, f"the corpus folder {folder}")
     found = {s: _find_split_file(folder, c) for s, c in FOLDER_SPLITS.items()}
     if found["train"] is None or found["valid"] is None:
         present = sorted(p.name for p in folder.iterdir())[:10]

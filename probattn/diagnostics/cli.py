@@ -40,6 +40,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", default=None, help="output folder (default: <run>/diagnostics or "
                                                 "reports/diagnose/<attention>)")
     p.add_argument("--device", type=device_flag, default="cpu")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another command found in --out (else refused)")
     p.set_defaults(func=cmd_diagnose)
 
 
@@ -175,19 +177,21 @@ def diagnose(model, idx, label: str, records: list, layer: int | None = None,
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from ..io import check_output_dir, write_json
+    from ..io import write_json
+    from ..outputs import check_results_folder, claim_results_folder
     from ..report.figures import plt, save_figure
 
     lam_sweep = _parse_sweep(args.lam_sweep)
     if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
         raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
     model, idx, label, records, out = _load_source(args)
-    check_output_dir(out)
+    check_results_folder(out, "--out", "diagnose", args.overwrite)
     try:
         results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
     except ConfigError:
         plt().close("all")
         raise
+    claim_results_folder(out, "diagnose")
     for name, fig in figures.items():
         save_figure(fig, out / f"{name}.png")
     write_json(out / "diagnostics.json", results)

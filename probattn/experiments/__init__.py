@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import ConfigError, Interrupted, ProbattnError
-from ..io import make_dir
+from ..outputs import claim_results_folder
 from ..report import write_index
 from .context import ExperimentContext, ExperimentResult
 
@@ -44,7 +44,7 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
     mod = experiment_module(name)
     if ctx.scale not in mod.SCALES:
         raise ConfigError(f"experiment {name!r} has no scale {ctx.scale!r}; available: {', '.join(mod.SCALES)}")
-    make_dir(ctx.out_dir)
+    claim_results_folder(ctx.out_dir, f"experiment {name}")
     return mod.run(ctx)
 
 
@@ -53,6 +53,7 @@ def reproduce(ctx: ExperimentContext, names: list[str] | None = None) -> tuple[P
 
     A failing experiment is recorded on the index and the others still run.
     """
+    claim_results_folder(ctx.out_dir, "reproduce")
     entries = []
     for name in names or sorted(EXPERIMENTS):
         sub = ctx.child(name)

@@ -83,6 +83,10 @@ def train_seeds(config: RunConfig, seeds: tuple[int, ...], out_dir: Path, ctx: E
                 raise Interrupted(f"interrupted: {run_dir} (seed {seed}) stopped at step {result.step} of "
                                   f"{cfg.train.max_steps} with a resumable checkpoint; rerun the same command "
                                   "to continue (finished runs are reused, this one resumes)")
+            if result.stop_requested:  # the stop came during the last step: this seed is complete
+                raise Interrupted(f"interrupted: {run_dir} (seed {seed}) finished its last step ({result.step} "
+                                  f"of {cfg.train.max_steps}) as the stop came; no further seed was started; "
+                                  "rerun the same command to continue (finished runs are reused)")
         runs.append(SeedRun(seed, run_dir, result, read_jsonl(run_dir / "metrics.jsonl")))
     return runs
 

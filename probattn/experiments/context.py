@@ -27,8 +27,11 @@ class ExperimentContext:
             if repeated:
                 raise ConfigError(f"--seeds repeats {', '.join(map(str, repeated))}: a repeated seed is the "
                                   "same run again, not an independent sample; give distinct seeds")
-            if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-                raise ConfigError(f"--seeds must be integers >= 0, got {list(self.seeds)}")
+            from ..options import SEED
+
+            problems = [SEED.problem(s) for s in self.seeds if SEED.problem(s)]
+            if problems:
+                raise ConfigError(f"--seeds {problems[0]}")
 
     def child(self, name: str) -> ExperimentContext:
         return replace(self, out_dir=Path(self.out_dir) / name)

@@ -200,10 +200,10 @@ class GPT(HookedMixin, nn.Module):
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size :]
             logits = self(context)[0][:, -1, :].float()
-            if temperature == 0:
+            if temperature < torch.finfo(logits.dtype).tiny:  # the limit T -> 0+; below it T itself underflows
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
-                logits = logits / temperature
+                logits = (logits - logits.amax(-1, keepdim=True)) / temperature  # <= 0: a tiny T gives -inf, never inf
                 if top_k is not None:
                     kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                     logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..interrupts import interrupt_point
 
 
 def _sacrebleu():
@@ -72,6 +73,9 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: Sequenc
     """B minus A per metric: ``{metric: {delta, mean, ci_low, ci_high, p_b_not_better}}``."""
     if not (len(hyps_a) == len(hyps_b) == len(refs)) or not refs:
         raise ValueError("paired bootstrap needs two equally long, non-empty hypothesis lists")
+    from ..memory import check_fits
+
+    check_fits(2 * 8 * n * len(refs), f"{n} bootstrap resamples of {len(refs)} sentences", "lower --bootstrap")
     rng = np.random.default_rng(seed)
     samples = rng.integers(0, len(refs), size=(n, len(refs)))
     out = {}
@@ -80,6 +84,7 @@ def paired_bootstrap(hyps_a: Sequence[str], hyps_b: Sequence[str], refs: Sequenc
         full = lambda s, metric=metric: metric._compute_score_from_stats(list(s.sum(0))).score  # noqa: E731
         deltas = np.empty(n)
         for i, idx in enumerate(samples):
+            interrupt_point("bootstrap resample")
             deltas[i] = full(sb[idx]) - full(sa[idx])
         out[name] = {"delta": float(full(sb) - full(sa)), "mean": float(deltas.mean()),
                      "ci_low": float(np.percentile(deltas, 2.5)), "ci_high": float(np.percentile(deltas, 97.5)),

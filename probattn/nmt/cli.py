@@ -14,8 +14,9 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text, check_output_dir, check_output_file
+from ..io import atomic_write_text, check_output_file
 from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
+from ..outputs import check_results_folder, replace_foreign_results
 
 KINDS = ("enc", "dec", "cross")
 
@@ -42,8 +43,10 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
         for kind in KINDS:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
-    check_output_dir(out)
+    check_results_folder(out, "--out", "train", overwrite=args.overwrite or args.resume)
     config = nmt_overrides(base_config(args, out, NMTRunConfig.from_dict, nmt_preset), overrides)
+    if args.overwrite:
+        replace_foreign_results(out, "train")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, task=NMTTask())
     return fit(trainer, "train-nmt", out, lambda result: (

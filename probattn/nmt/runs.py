@@ -10,8 +10,10 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..memory import check_fits
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
+from ..outputs import note_run_inputs
 from ..runs import find_checkpoint
 from ..train.checkpoint import load_checkpoint, load_state_strict
 from .config import TASK, NMTRunConfig
@@ -62,6 +64,7 @@ def load_nmt_run(run: str | Path, which: str = "best", device: str = "cpu") -> N
     load_state_strict(model, payload["model"], "model", path)
     dev = torch.device(device)
     model.to(dev).eval()
+    note_run_inputs(_run_dir(Path(run)), path)
     return NMTRun(_run_dir(Path(run)), model, tokenizer, config, meta, path, dev)
 
 
@@ -80,11 +83,26 @@ def encode_sources(run: NMTRun, texts: list[str], what: str = "input",
     return [seq[:limit] for seq in ids]
 
 
+def decoding_bytes(config: Seq2SeqConfig, beam: int, batch_size: int) -> float:
+    """Peak bytes of beam search over a batch: per hypothesis its tokens (int64), its scores over
+    the vocabulary (float32, and their top-k) and, per decoder layer, the self- and cross-attention
+    keys and values of a full-length target and source (float32)."""
+    per_hypothesis = (8 * config.max_len + 2 * 4 * config.vocab_size
+                      + config.n_dec_layer * 4 * 4 * config.max_len * config.n_embd)
+    return beam * batch_size * per_hypothesis
+
+
+def check_decoding_memory(config: Seq2SeqConfig, beam: int, batch_size: int) -> None:
+    check_fits(decoding_bytes(config, beam, batch_size), f"beam search with --beam {beam} over batches of "
+               f"{batch_size} sentences", "lower --beam or --batch-size")
+
+
 def translate(run: NMTRun, texts: list[str], beam: int = 5, length_penalty: float = 1.0,
               batch_size: int = 32, max_new_tokens: int | None = None, what: str = "input",
               truncate: bool = False) -> list[str]:
     """Translations in input order (batches of similar length decode together)."""
     ids = encode_sources(run, texts, what, truncate)
+    check_decoding_memory(run.model.config, beam, min(batch_size, len(ids)))
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[str | None] = [None] * len(ids)
     for a in range(0, len(order), batch_size):

@@ -38,7 +38,8 @@ class SubwordTokenizer:
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
         # char: a vocabulary no larger than the specials allows no merge, only the alphabet
-        size = len(SPECIALS) + 1 if kind == "char" else vocab_size
+        texts = list(texts)
+        size = len(SPECIALS) + 1 if kind == "char" else min(vocab_size, _most_tokens(texts))
         trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIALS), show_progress=False,
                                       limit_alphabet=1000)
         tok.train_from_iterator(texts, trainer=trainer)
@@ -80,3 +81,15 @@ class SubwordTokenizer:
 
         vocab = json.dumps(sorted(self._tok.get_vocab().items()), ensure_ascii=False)
         return hashlib.sha256(vocab.encode("utf-8")).hexdigest()[:16]
+
+
+def _most_tokens(texts: list[str]) -> int:
+    """More than BPE can ever make of ``texts``: the specials, the alphabet and one merge per
+    symbol boundary of each distinct word (with its word-start mark). The trainer sizes its tables
+    by the vocabulary asked for, so asking for 10^9 would allocate tens of GB for nothing; capped at
+    this bound, the vocabulary it learns is the same."""
+    import unicodedata
+
+    words = {unicodedata.normalize("NFKC", w) for t in texts for w in t.split()}
+    alphabet = {c for w in words for c in w}
+    return len(SPECIALS) + len(alphabet) + 1 + sum(len(w) for w in words)

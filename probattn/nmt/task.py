@@ -13,15 +13,18 @@ import functools
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError
+from ..io import note_input
 from ..model.seq2seq import Seq2Seq
 from ..model.seq2seq_config import Seq2SeqConfig
 from ..options import Options, Range, option
+from ..train.footprint import check_training_memory
 from ..train.objectives import Objective
 from .corpus import Pairs, load_parallel
 from .subword import BOS, EOS, PAD, SubwordTokenizer
@@ -152,9 +155,23 @@ class LabelSmoothedCE(Objective):
         return {"loss": loss, "acc": acc, "ppl": torch.exp(loss), "weight": n.float()}
 
 
-@functools.lru_cache(maxsize=4)
 def load_corpus_for(data) -> ParallelCorpus:  # noqa: F821 - forward name for readers
-    """The corpus a data config describes (cached per process: experiments train many runs on it)."""
+    """The corpus a data config describes (cached per process: experiments train many runs on it);
+    its files are noted as inputs each time (so a command never writes over a cached corpus's files)."""
+    corpus = _cached_corpus(data)
+    source = Path(corpus.source) if corpus.source else None
+    if source is not None and source.is_dir():
+        note_input(source, f"the corpus folder {source}")
+        for f in sorted(source.iterdir()):
+            if f.is_file():
+                note_input(f, f"a file of the corpus {source}")
+    elif source is not None and source.is_file():
+        note_input(source, f"the corpus file {source}")
+    return corpus
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_corpus(data) -> ParallelCorpus:  # noqa: F821
     corpus = load_parallel(data.corpus, data.src_lang, data.tgt_lang, data.data_dirs, phrases=data.phrases,
                            phrase_min_words=data.phrase_min_words,
                            max_words=data.max_words, heldout_every=data.heldout_every,
@@ -194,6 +211,7 @@ class NMTTask:
             trainer.tokenizer = train_tokenizer(cfg.data)
         trainer.model_config = Seq2SeqConfig(**{**cfg.model.to_dict(), "vocab_size": trainer.tokenizer.vocab_size,
                                                 "pad_id": PAD, "bos_id": BOS, "eos_id": EOS})
+        check_training_memory(trainer)
         max_len = trainer.model_config.max_len
         train = [p for p in encode_pairs(trainer.tokenizer, corpus.train) if fits(p, max_len)]
         valid = [p for p in encode_pairs(trainer.tokenizer, corpus.valid) if fits(p, max_len)]

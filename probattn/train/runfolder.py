@@ -26,6 +26,7 @@ class RunLock:
         self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
         self._created_dir = False
+        self._created_lock = False
 
     def acquire(self) -> RunLock:
         try:
@@ -34,6 +35,7 @@ class RunLock:
             return self
         self._created_dir = not self.run_dir.exists()
         make_dir(self.run_dir)
+        self._created_lock = not self.path.exists()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
@@ -61,6 +63,8 @@ class RunLock:
         if failed and self._created_dir and {p.name for p in self.run_dir.iterdir()} == {LOCK_NAME}:
             self.path.unlink(missing_ok=True)
             self.run_dir.rmdir()
+        elif failed and self._created_lock and not (self.run_dir / "config.json").exists():
+            self.path.unlink(missing_ok=True)  # a folder the run never wrote into is left as it was
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None

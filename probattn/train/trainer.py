@@ -35,6 +35,7 @@ from ..data import (
     tokenizer_from_dict,
 )
 from ..errors import CheckpointError, ConfigError, OutputError, TrainingDiverged
+from ..interrupts import interrupt_point
 from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
 from .callbacks import Callback
@@ -48,6 +49,7 @@ from .distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from .footprint import check_training_memory
 from .metrics import MetricsLogger
 from .objectives import Objective, build_objective
 from .runfolder import RunLock, clean_leftovers, describe_run, read_summary
@@ -80,6 +82,7 @@ class LMTask:
         valid_tokens = trainer.tokenizer.encode(corpus.valid)
         trainer.model_config = cfg.model.__class__(**{**cfg.model.to_dict(),
                                                       "vocab_size": trainer.tokenizer.vocab_size})
+        check_training_memory(trainer)
         t, dist = cfg.train, trainer.dist
         block = trainer.model_config.block_size
         trainer.batches = RandomWindows(train_tokens, block, t.batch_size, seed=t.seed,
@@ -118,6 +121,9 @@ class TrainResult:
     best_val_loss: float
     final: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    #: a stop (Ctrl-C, SIGTERM, request_stop) came at any moment of the run, even during its last
+    #: step when the run still finished: a caller running several runs must stop after this one
+    stop_requested: bool = False
     #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
     timed_steps: int = 0
@@ -211,7 +217,9 @@ class Trainer:
         init_distributed(self.dist, self.device)
         try:
             with self._signals(), self._run_folder():
-                return self._fit()
+                result = self._fit()
+            result.stop_requested = result.interrupted or self._stop_requested
+            return result
         finally:
             shutdown_distributed()
 
@@ -591,6 +599,7 @@ class Trainer:
             while step < t.max_steps and not stopped_early:
                 record = self._train_step(step)
                 step += 1
+                interrupt_point(f"train step {step}")
                 timer.step(self.device)
                 window_tokens += self.tokens_per_step
                 if step % t.log_interval == 0 or step == t.max_steps:

@@ -165,7 +165,7 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     if result is None:
         resume = resumable(cfg, run_dir)
         result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress)
-    if result.interrupted:  # a stopped run is resumed by the next call, never scored half-trained
+    if result.stop_requested:  # a stopped run is resumed by the next call, never scored half-trained
         raise TrainingInterrupted(f"training of {run_dir} was interrupted at step {result.step}; "
                                   "run the experiment again to resume it")
     run = load_run(run_dir)

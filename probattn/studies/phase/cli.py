@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError
-from ...io import check_output_dir
 from ...options import POSITIVE, Range, number
+from ...outputs import check_results_folder, claim_results_folder
 
 
 def add_commands(subparsers) -> None:
@@ -36,12 +36,36 @@ def add_commands(subparsers) -> None:
     p.add_argument("--causal", action="store_true", help="causal (non-cyclic) shift task")
     p.add_argument("--out", default="reports/phase-diagram", help="folder for phase_diagram.json/.png")
     p.add_argument("--no-figure", action="store_true", help="write the JSON only")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another command found in --out (else refused)")
     p.set_defaults(func=cmd_phase_diagram)
 
 
 def _positive(name: str, value) -> None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value}")
+
+
+#: the 1-D diagram also sweeps sigma_s and kappa over this many values each (theory.phase_diagram)
+SCALE_POINTS = 24
+#: the free energy is held at every lambda of the grid for each point of a block computed at once
+#: (theory.CHUNK_POINTS): F, its broadcast and the minima mask, about three float64 arrays
+#: (measured: 48 KB per point, L 16 to 256)
+BYTES_PER_LAMBDA_POINT = 3 * 8
+#: what each point of the diagram keeps until it is written: m* and the number of minima for both
+#: mechanisms as Python floats and as JSON text (measured: 100 MB peak for 800 x 24 points with
+#: the block, i.e. under 600 bytes per point)
+OUTPUT_BYTES_PER_POINT = 600
+
+
+def _check_memory(cfg, points: int, what: str, change: str) -> None:
+    """Refuse a diagram whose blocks and results would not fit in memory (before computing it)."""
+    from ...memory import check_fits
+    from .theory import CHUNK_POINTS, lambda_grid
+
+    lam = max(lambda_grid(kind, cfg.L, cfg=cfg).size for kind in ("softmax", "linear"))
+    block = BYTES_PER_LAMBDA_POINT * lam * min(points, CHUNK_POINTS)
+    check_fits(block + OUTPUT_BYTES_PER_POINT * points, what, change)
 
 
 def cmd_phase_diagram(args: argparse.Namespace) -> int:
@@ -54,12 +78,13 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.n_P < 3:
         raise ConfigError(f"--n-P must be at least 3, got {args.n_P}")
-    check_output_dir(args.out)
+    check_results_folder(args.out, "--out", "phase-diagram", args.overwrite)
     cfg = TheoryConfig(L=args.L, V=args.V if args.V is not None else args.L,
                        sigma_s=args.sigma_s, sigma_w=args.sigma_w, kappa=args.kappa,
                        entropy=args.entropy, causal=args.causal)
     if args.grid:
         return _grid_diagram(args, cfg)
+    _check_memory(cfg, args.n_P * SCALE_POINTS, f"a diagram of {args.n_P} x {SCALE_POINTS} points", "lower --n-P")
     t0 = time.perf_counter()
     stars = {k: find_transition(k, cfg) for k in ("softmax", "linear")}
     ref = min(t.P_star for t in stars.values())
@@ -70,7 +95,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
     diagram = phase_diagram(cfg, np.geomspace(P_min, P_max, args.n_P))
     seconds = time.perf_counter() - t0
     diagram["seconds"] = seconds
-    out = Path(args.out)
+    out = claim_results_folder(args.out, "phase-diagram")
     atomic_write_text(out / "phase_diagram.json", json.dumps(diagram, indent=1) + "\n")
     if not args.no_figure:
         from ...report.figures import save_figure
@@ -108,6 +133,8 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
     else:
         ref = [find_transition(k, cfg).P_star for k in ("softmax", "linear")]
         P = np.geomspace(min(ref) / 10, 10 * max(ref), args.n_P)
+    _check_memory(cfg, len(P) * scales[0].n, f"a diagram of {len(P)} x {scales[0].n} points",
+                  "use fewer points (--n-P, or the N of each --grid NAME:LO:HI:N)")
     t0 = time.perf_counter()
     diagram = two_parameter_diagram(cfg, scales[0], P)
     diagram["seconds"] = time.perf_counter() - t0
@@ -117,6 +144,7 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
         from .diagram import diagram_figure
 
         fig = diagram_figure(diagram)
+    claim_results_folder(out, "phase-diagram")
     atomic_write_text(out / "phase_diagram.json", json.dumps(json_safe(diagram), indent=1) + "\n")
     if not args.no_figure:
         save_figure(fig, out / "phase_diagram.png")

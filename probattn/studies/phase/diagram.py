@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError
-from .theory import TheoryConfig, find_transition, global_minimiser, order_parameters
+from ...interrupts import interrupt_point
+from .theory import TheoryConfig, find_transition, minimiser_in_chunks, order_parameters
 
 PARAMETERS = ("P", "sigma_s", "sigma_w", "kappa")
 
@@ -68,8 +69,9 @@ def two_parameter_diagram(cfg: TheoryConfig, y: Grid, P_values, kinds=("softmax"
     for kind in kinds:
         rows = []
         for val in y.values():
+            interrupt_point("phase grid row")
             c = cfg.replace(**{y.name: float(val)})
-            lam, n_min = global_minimiser(P, kind, c)
+            lam, n_min = minimiser_in_chunks(P, kind, c)
             m = np.abs(order_parameters(lam, kind, c.L, c.causal)[0])
             t = find_transition(kind, c, n_P=n_P)
             band = crossover_band(P, m) if t.order != "first" else None

@@ -281,6 +281,34 @@ def _edge(pred, lo: float, hi: float, iters: int = 40) -> float:
 
 
 # -- phase diagram and scaling -------------------------------------------------------------------
+#: points (P, scale) whose free energy over the whole lambda grid is held at once: about 100 MB
+CHUNK_POINTS = 2048
+
+
+def minimiser_in_chunks(P_values, kind: str, cfg: TheoryConfig, sigma_s=None, kappa=None):
+    """:func:`global_minimiser` over every P (columns) and scale value (rows, when one is given),
+    a block of P at a time: the same numbers, with memory bounded whatever the number of P, and
+    Ctrl-C answered between blocks instead of after one long vectorised call."""
+    from ...interrupts import interrupt_point
+
+    scale = sigma_s if sigma_s is not None else kappa
+    rows = 1 if scale is None else len(scale)
+    width = max(1, CHUNK_POINTS // rows)
+    lams, mins = [], []
+    for start in range(0, len(P_values), width):
+        interrupt_point("phase diagram block")
+        P = P_values[start: start + width]
+        if scale is None:
+            lam, n_min = global_minimiser(P, kind, cfg)
+        else:
+            column = np.asarray(scale)[:, None]
+            lam, n_min = global_minimiser(P[None, :], kind, cfg, sigma_s=column if sigma_s is not None else None,
+                                          kappa=column if kappa is not None else None)
+        lams.append(lam)
+        mins.append(n_min)
+    return np.concatenate(lams, axis=-1), np.concatenate(mins, axis=-1)
+
+
 def phase_diagram(cfg: TheoryConfig, P_values, sigma_s_values=None, kappa_values=None) -> dict:
     """m*(P, sigma_s) and m*(P, kappa) for both kinds, plus P* for each scale value."""
     P_values = np.asarray(P_values, dtype=float)
@@ -290,9 +318,9 @@ def phase_diagram(cfg: TheoryConfig, P_values, sigma_s_values=None, kappa_values
     out: dict = {"config": asdict(cfg), "P": P_values.tolist(), "sigma_s": sigma_s_values.tolist(),
                  "kappa": kappa_values.tolist()}
     for kind in ("softmax", "linear"):
-        lam_s, n_s = global_minimiser(P_values[None, :], kind, cfg, sigma_s=sigma_s_values[:, None])
-        lam_k, n_k = global_minimiser(P_values[None, :], kind, cfg, kappa=kappa_values[:, None])
-        lam_p, _ = global_minimiser(P_values, kind, cfg)
+        lam_s, n_s = minimiser_in_chunks(P_values, kind, cfg, sigma_s=sigma_s_values)
+        lam_k, n_k = minimiser_in_chunks(P_values, kind, cfg, kappa=kappa_values)
+        lam_p, _ = minimiser_in_chunks(P_values, kind, cfg)
         m_of = lambda x, kind=kind: order_parameters(x, kind, cfg.L, cfg.causal)[0]  # noqa: E731
         t = find_transition(kind, cfg)
         by_sigma = [find_transition(kind, cfg.replace(sigma_s=float(s))) for s in sigma_s_values]

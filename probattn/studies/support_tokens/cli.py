@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ...io import check_output_dir
 from ...options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number
+from ...outputs import check_results_folder, claim_results_folder
 
 
 def add_commands(sub) -> None:
@@ -39,6 +39,8 @@ def add_commands(sub) -> None:
     p.add_argument("--delta", type=number(POSITIVE), default=None,
                    help="margin smoothing (default: the run's, else 0.01)")
     p.add_argument("--out", default=None, help="output folder (default RUN/support-tokens)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of another command found in --out (else refused)")
     p.set_defaults(func=cmd_support_tokens)
 
     p = sub.add_parser("eval-robust", help="clean vs perturbed loss, bits/char and accuracy of a run")
@@ -78,10 +80,10 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
 
     text = read_text_file(args.file) if args.file is not None else args.text
     if args.out:
-        check_output_dir(args.out)
+        check_results_folder(args.out, "--out", "support-tokens", args.overwrite)
     run = load_run(args.run, args.checkpoint, device=args.device)
     if not args.out:
-        check_output_dir(run.run_dir / "support-tokens")
+        check_results_folder(run.run_dir / "support-tokens", "--out", "support-tokens", args.overwrite)
     delta = args.delta
     if delta is None:
         delta = float(dict(run.config.train.objective_options).get("delta", DEFAULT_DELTA))
@@ -94,7 +96,7 @@ def cmd_support_tokens(args: argparse.Namespace) -> int:
     k = args.top if args.quantile is None and args.top is not None else (10 if args.quantile is None else None)
     support = support_tokens(tm.margins, k=k, quantile=args.quantile)
     print(terminal_table(tm, support))
-    out = Path(args.out) if args.out else run.run_dir / "support-tokens"
+    out = claim_results_folder(Path(args.out) if args.out else run.run_dir / "support-tokens", "support-tokens")
     paths = write_outputs(tm, support, out, f"Support tokens ({run.run_dir.name})")
     print(f"html: {paths['html']}\nhistogram: {paths['histogram']}\njson: {paths['json']}")
     return 0
@@ -115,12 +117,14 @@ def _hf_support_tokens(args: argparse.Namespace) -> int:
     if not delta > 0:
         raise ConfigError(f"--delta must be positive, got {delta}")
     text = read_text_file(args.file) if args.file is not None else args.text
+    out = check_results_folder(Path(args.out) if args.out else Path("support-tokens"), "--out", "support-tokens",
+                               args.overwrite)
     model, tokenizer = load_hf_model(args.hf_model, args.device)
     tm = hf_text_margins(model, tokenizer, text, slide=args.slide, delta=delta)
     k = args.top if args.quantile is None and args.top is not None else (10 if args.quantile is None else None)
     support = support_tokens(tm.margins, k=k, quantile=args.quantile)
     print(terminal_table(tm, support))
-    out = Path(args.out) if args.out else Path("support-tokens")
+    claim_results_folder(out, "support-tokens")
     paths = write_outputs(tm, support, out, f"Support tokens ({Path(args.hf_model).name})")
     print(f"html: {paths['html']}\nhistogram: {paths['histogram']}\njson: {paths['json']}")
     return 0

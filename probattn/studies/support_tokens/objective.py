@@ -135,6 +135,9 @@ class BarrierObjective(Objective):
         self.sample_positions = o.sampling("sample_positions")
         self.eval_sequences = o.sampling("eval_sequences")
         if o.placement == "embedding":
+            if o.rank != "full" and o.rank > config.n_embd:  # r directions of an n_embd-wide space
+                raise ConfigError(f"objective option rank must be at most the embedding width n_embd = "
+                                  f'{config.n_embd} (or "full"), got {o.rank}')
             rank = config.n_embd if o.rank == "full" else o.rank
             self.prior = EmbeddingPrior(config.n_embd, rank, learned=o.projection == "learned",
                                         seed=o.projection_seed, normalize=o.normalize, unit_rows=o.unit_rows)

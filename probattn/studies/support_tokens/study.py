@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ...errors import ProbattnError
+from ...errors import Interrupted, ProbattnError
 from ...io import atomic_write_text
 from ...robustness import RobustnessConfig, evaluate_robustness
 from ...runs import load_run, run_corpus
@@ -132,7 +132,7 @@ SCALES_DEF: dict[str, Scale] = {
 }
 
 
-class StudyInterrupted(ProbattnError):
+class StudyInterrupted(Interrupted):
     pass
 
 
@@ -181,7 +181,7 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     tracker = MarginTracker(x)
     start = time.perf_counter()
     trained = train(cfg, run_dir, overwrite=True, callbacks=[tracker], progress=progress)
-    if trained.interrupted:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
+    if trained.stop_requested:  # SIGINT/SIGTERM: the trainer stopped early; record nothing, stop the study
         raise StudyInterrupted(f"interrupted during {run_dir}; run the same command again to resume")
     train_s = time.perf_counter() - start
     run = load_run(run_dir, which="last", device=device)
@@ -240,22 +240,33 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data-dir", action="append", default=[])
     r.add_argument("--device", default="cpu")
     r.add_argument("--limit", type=int, default=None, help="stop after this many runs")
+    r.add_argument("--overwrite", action="store_true", help="replace another command's results in --out")
     s = sub.add_parser("summarize", help="paired tables, intervals, figures, verdict")
     s.add_argument("--scale", choices=SCALES, default="cpu")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--dest", type=Path, required=True)
+    s.add_argument("--overwrite", action="store_true", help="replace another command's results in --dest")
     args = p.parse_args(argv)
     torch.set_num_threads(1) if args.cmd == "run" and args.device == "cpu" else None
-    try:
-        if args.cmd == "run":
-            run_study(args.scale, args.out, tuple(args.data_dir), args.device, limit=args.limit)
-        else:
-            from .study_summary import write_summary
+    from ...interrupts import report_interrupt
+    from ...outputs import check_results_folder, claim_results_folder, guard_inputs
 
-            write_summary(args.out, args.dest, SCALES_DEF[args.scale])
+    try:
+        with guard_inputs():
+            if args.cmd == "run":
+                check_results_folder(args.out, "--out", "support-tokens study", args.overwrite)
+                claim_results_folder(args.out, "support-tokens study")
+                run_study(args.scale, args.out, tuple(args.data_dir), args.device, limit=args.limit)
+            else:
+                from .study_summary import write_summary
+
+                check_results_folder(args.dest, "--dest", "support-tokens summary", args.overwrite)
+                write_summary(args.out, args.dest, SCALES_DEF[args.scale])
     except ProbattnError as e:
-        print(f"probattn: error: {e}", file=sys.stderr)
-        return 2
+        print(f"probattn: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return report_interrupt()
     return 0
 
 
