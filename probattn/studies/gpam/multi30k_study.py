@@ -241,7 +241,7 @@ class Study:
                 resumed = resumable(cfg, run_dir)
                 result = Trainer(cfg, run_dir, resume=resumed, overwrite=not resumed, progress=self.ctx.progress,
                                  task=NMTTask()).fit()
-                if result.interrupted:
+                if result.interrupted or result.stop_requested:  # a stop in the last step ends the command too
                     raise Interrupted(f"interrupted: {run_dir} stopped at step {result.step} with a resumable "
                                       "checkpoint; rerun the same command to continue (finished runs are reused)")
             train_s = time.perf_counter() - started
