@@ -7,10 +7,14 @@
 """
 
 # Importing a mechanism's module registers it.
-from . import (  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
+from . import (  # noqa: F401,E402  (dual attention study: daGPAM, its rivals and baselines)
+    coda,
     cog,
     diff,
+    diff2,
     gpam,
+    nap,
+    non,
     linear,  # noqa: F401,E402
     softmax,  # noqa: F401,E402
 )
