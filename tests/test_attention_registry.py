@@ -43,6 +43,7 @@ def test_every_registered_mechanism_is_in_the_shared_test_lists():
     from .mechanisms import CASES, MODEL_OPTIONS
 
     registered = set(available_attention())
-    assert set(MODEL_OPTIONS) == registered, f"tests/mechanisms.py MODEL_OPTIONS lacks {registered - set(MODEL_OPTIONS)}"
+    missing = registered - set(MODEL_OPTIONS)
+    assert set(MODEL_OPTIONS) == registered, f"tests/mechanisms.py MODEL_OPTIONS lacks {missing}"
     in_cases = {name for name, _, _ in CASES.values()}
     assert in_cases == registered, f"tests/mechanisms.py CASES lacks {registered - in_cases}"

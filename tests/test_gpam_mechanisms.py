@@ -1,6 +1,6 @@
-"""Shared contract of every mechanism in tests/mechanisms.py (signed ones: gpam, diff, cog, nap,
-non, coda, diff2, linear): fast path = reference path (forward and gradients, float64), exact causality, finiteness at long contexts, and
-integration in the GPT (hook_pattern shape, training step)."""
+"""Shared contract of every mechanism in tests/mechanisms.py: fast path = reference path (forward
+and gradients, float64), exact causality, finiteness at long contexts, signed weights where the
+mechanism has them, and integration in the GPT (hook_pattern shape, training step)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from . import (  # noqa: F401,E402  (dual attention study: daGPAM, its rivals an
     diff,
     diff2,
     gpam,
+    linear,  # noqa: F401,E402
     nap,
     non,
-    linear,  # noqa: F401,E402
     softmax,  # noqa: F401,E402
 )
 from .base import (
