@@ -104,11 +104,13 @@ def finished_result(cfg: RunConfig, run_dir: Path) -> TrainResult | None:
     summary = read_summary(run_dir)
     if not summary or summary.get("status") != "finished" or not _same_run(cfg, run_dir):
         return None
-    if summary.get("step") != cfg.train.max_steps or not (run_dir / "checkpoints" / "best.pt").exists():
+    done = summary.get("step") == cfg.train.max_steps or summary.get("early_stopped") is True
+    if not done or not (run_dir / "checkpoints" / "best.pt").exists():
         return None
     speed = summary.get("tokens_per_s")
     return TrainResult(run_dir=run_dir, step=summary["step"], best_val_loss=float(summary["best_val_loss"]),
-                       final=dict(summary.get("final") or {}),
+                       final=dict(summary.get("final") or {}), best_step=int(summary.get("best_step") or 0),
+                       early_stopped=summary.get("early_stopped") is True,
                        tokens_per_s=float(speed) if isinstance(speed, (int, float)) else math.nan,
                        timed_steps=int(summary.get("timed_steps") or 0))
 

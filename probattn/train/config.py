@@ -66,6 +66,8 @@ class TrainConfig:
                                NON_NEGATIVE)
     eval_interval: int = setting(250, "steps between validation evaluations", POSITIVE_INT)
     eval_batches: int = setting(20, "fixed validation batches per evaluation", POSITIVE_INT)
+    patience: int | None = setting(None, "early stopping: stop after this many evaluations without a new best "
+                                   "validation loss (none: train every step)", POSITIVE_INT)
     log_interval: int = setting(10, "steps between training-loss records", POSITIVE_INT)
     checkpoint_interval: int | None = setting(None, "steps between resumable checkpoints "
                                               "(none: at every evaluation)", POSITIVE_INT)

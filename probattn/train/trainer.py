@@ -118,6 +118,9 @@ class TrainResult:
     best_val_loss: float
     final: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    #: the step of the best validation loss (the best checkpoint's), and whether patience ran out
+    best_step: int = 0
+    early_stopped: bool = False
     #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
     timed_steps: int = 0
@@ -291,6 +294,7 @@ class Trainer:
         self.start_step = meta["step"] if meta else 0
         best = meta["best_val_loss"] if meta else None
         self.best_val_loss = math.inf if best is None else best
+        self.best_step = int(meta.get("best_step") or 0) if meta else 0
         return meta
 
     def _build_model(self) -> None:
@@ -372,6 +376,7 @@ class Trainer:
         return {
             "step": step,
             "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_step": self.best_step,
             "config": self.config.to_dict(),
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
@@ -547,6 +552,7 @@ class Trainer:
             raise TrainingDiverged(f"training diverged: validation loss is {metrics['loss']} at step {step}")
         if metrics["loss"] < self.best_val_loss:
             self.best_val_loss = metrics["loss"]
+            self.best_step = step
             self._save_best(step)
         self.logger.log({"step": step, "split": "valid", **metrics, "best_loss": self.best_val_loss})
         self.logger.flush_csv()
@@ -569,6 +575,7 @@ class Trainer:
         timer = Throughput(self.tokens_per_step)
         window_tokens, window_start = 0, time.perf_counter()
         failed = False
+        early_stopped = False
         try:
             if self.start_step == 0:
                 last_eval = self._evaluate_and_log(0)
@@ -592,11 +599,15 @@ class Trainer:
                     cb.on_step_end(self, step, record)
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     last_eval = self._evaluate_and_log(step)
+                    # every rank saw the same (all-reduced) validation loss, so they stop together
+                    early_stopped = self._patience_ran_out(step) and step < t.max_steps
                 stop = broadcast_flag(self._stop_requested, self.dist, self.device)
-                if stop or step % t.checkpoint_every == 0 or step == t.max_steps:
+                if stop or early_stopped or step % t.checkpoint_every == 0 or step == t.max_steps:
                     self._save_last(step)
                     self._last_saved_step = step
                 bar.update(1)
+                if early_stopped:
+                    break
                 if stop and step < t.max_steps:
                     interrupted = True
                     break
@@ -617,10 +628,17 @@ class Trainer:
                 if not failed:  # the first failure is the one to report
                     raise
         result = TrainResult(run_dir=self.run_dir, step=step, best_val_loss=self.best_val_loss,
-                             final=last_eval, interrupted=interrupted, tokens_per_s=timer.rate(),
+                             final=last_eval, interrupted=interrupted, best_step=self.best_step,
+                             early_stopped=early_stopped, tokens_per_s=timer.rate(),
                              timed_steps=timer.timed_steps)
-        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer)
+        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer,
+                            best_step=self.best_step, early_stopped=early_stopped)
         return result
+
+    def _patience_ran_out(self, step: int) -> bool:
+        """``patience`` evaluations have passed since the best validation loss (early stopping)."""
+        t = self.config.train
+        return t.patience is not None and step - self.best_step >= t.patience * t.eval_interval
 
     def plan(self) -> str:
         """One paragraph before the first step: what is trained, on what, where it goes."""
