@@ -35,7 +35,7 @@ DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- t
                "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity")
 #: quick / smoke / paper: the conventions study below; table1 / table1-report / table1-smoke: daGPAM
 #: against its rivals (deep_table1.py)
-SCALES = ("quick", "smoke", "paper", "table1", "table1-report", "table1-smoke")
+SCALES = ("quick", "smoke", "paper", "table1", "table1-report", "table1-smoke", "table1-smoke-report")
 
 
 class TrainingInterrupted(ProbattnError):

@@ -4,7 +4,7 @@ Scales of ``probattn experiment gpam-deep``:
 
 * ``table1``: trains the runs of the seeds asked for (``--seeds``; all by default), then writes the
   report from every run that exists; ``table1-report``: trains nothing, only writes that report;
-  ``table1-smoke``: the same flow at toy size (tests).
+  ``table1-smoke`` and ``table1-smoke-report``: the same at toy size (tests).
 
 Rows: softmax, the parameter-matched softmax (MLP widened to daGPAM's parameter count), daGPAM
 with a fixed tied lambda (chosen on the tuning split) and with a trainable lambda, Diff V1 and V2,
@@ -41,7 +41,8 @@ from ...train import RunConfig, apply_overrides, preset_config
 from ...train.metrics import read_jsonl
 from .deep_experiment import cached_measure, prepare_corpus, scoring_texts
 
-TABLE1_SCALES = ("table1", "table1-report", "table1-smoke")
+TABLE1_SCALES = ("table1", "table1-report", "table1-smoke", "table1-smoke-report")
+REPORT_ONLY = "-report"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ BASELINES = ("softmax", "softmax_matched")
 
 def scale_settings(scale: str) -> tuple[str, Table1Scale]:
     """``(name of the run set, its settings)``: ``table1-report`` reads ``table1``'s runs."""
-    name = "table1" if scale == "table1-report" else scale
+    name = scale.removesuffix(REPORT_ONLY)
     return name, TABLE1_SETTINGS[name]
 
 
@@ -188,7 +189,8 @@ class Plan:
 def measure_table1(ctx: ExperimentContext) -> Table1Results:
     """Tune lambda (tuning seeds), train the asked-for test seeds row by row (``table1``), then
     collect every run that exists, listing the missing ones."""
-    train_seeds = None if ctx.scale == "table1-report" else ctx.seeds_or(TABLE1_SETTINGS[ctx.scale].main_seeds)
+    report_only = ctx.scale.endswith(REPORT_ONLY)
+    train_seeds = None if report_only else ctx.seeds_or(TABLE1_SETTINGS[ctx.scale].main_seeds)
     plan = Plan(ctx, train_seeds)
     grid = plan.tune()
     lam = choose_lambda(grid)
