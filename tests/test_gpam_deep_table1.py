@@ -59,6 +59,15 @@ def test_comparison_pairs_over_the_seeds_both_rows_have():
     assert r.comparison("coda", "softmax") is None
 
 
+def test_a_seed_outside_the_plan_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
+    code = main(["experiment", "gpam-deep", "--scale", "table1-smoke", "--seeds", "7", "--out", str(tmp_path / "r"),
+                 "--no-progress", "--data-dir", str(tmp_path / "no-data")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "trains the test seeds 0, 1; got 7" in err[0]
+    assert not (tmp_path / "cache" / "runs" / "gpam-deep-table1-smoke" / "tune").exists()  # nothing trained
+
+
 def test_smoke_study_one_seed_then_the_report_then_the_rest(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "report"

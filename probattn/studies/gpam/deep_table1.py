@@ -35,11 +35,12 @@ from typing import Any
 from ...data import load_corpus
 from ...data.corpora import cache_dir
 from ...diagnostics import RankCollapseCallback, gaussian_tokens, random_attention_stack, stack_profile
+from ...errors import ConfigError
 from ...experiments.context import ExperimentContext
 from ...report import paired_t_interval, summarize
 from ...train import RunConfig, apply_overrides, preset_config
 from ...train.metrics import read_jsonl
-from .deep_experiment import cached_measure, prepare_corpus, scoring_texts
+from .deep_experiment import cached_measure, measured_run, prepare_corpus, scoring_texts
 
 TABLE1_SCALES = ("table1", "table1-report", "table1-smoke", "table1-smoke-report")
 REPORT_ONLY = "-report"
@@ -151,8 +152,6 @@ class Plan:
     """Every run of the study, what exists of it, and (when allowed) the training of what is asked."""
 
     def __init__(self, ctx: ExperimentContext, train_seeds: tuple[int, ...] | None):
-        from .deep_experiment import measured_run
-
         self.ctx = ctx
         self.name, self.s = scale_settings(ctx.scale)
         self.root = runs_root(self.name)
@@ -162,12 +161,11 @@ class Plan:
         self.base = base_config(self.s, self.corpus_dir, ctx.device)
         self.texts = scoring_texts(self.corpus_dir, self.s)  # type: ignore[arg-type]
         self.train_seeds = train_seeds  # None: train nothing
-        self._measured_run = measured_run
 
     def get(self, cfg: RunConfig, folder: Path, seed: int) -> dict[str, Any] | None:
         """The run's scores: trained now when its seed is asked for, else whatever is stored."""
         if self.train_seeds is not None and seed in self.train_seeds:
-            return self._measured_run(cfg, folder, self.texts, self.ctx,
+            return measured_run(cfg, folder, self.texts, self.ctx,
                                       callbacks=[RankCollapseCallback(n_sequences=4)])
         return cached_measure(cfg, folder)
 
@@ -177,7 +175,7 @@ class Plan:
             losses = []
             for seed in self.s.tune_seeds:
                 cfg, folder = tune_config(self.base, lam, seed), run_folder(self.root, "tune", seed, lam)
-                got = (self._measured_run(cfg, folder, self.texts, self.ctx) if self.train_seeds is not None
+                got = (measured_run(cfg, folder, self.texts, self.ctx) if self.train_seeds is not None
                        else cached_measure(cfg, folder))
                 losses.append(None if got is None else got["tune"]["loss"])
             done = [x for x in losses if x is not None]
@@ -191,6 +189,12 @@ def measure_table1(ctx: ExperimentContext) -> Table1Results:
     collect every run that exists, listing the missing ones."""
     report_only = ctx.scale.endswith(REPORT_ONLY)
     train_seeds = None if report_only else ctx.seeds_or(TABLE1_SETTINGS[ctx.scale].main_seeds)
+    if train_seeds is not None:
+        known = TABLE1_SETTINGS[ctx.scale].main_seeds
+        unknown = sorted(set(train_seeds) - set(known))
+        if unknown:
+            raise ConfigError(f"gpam-deep --scale {ctx.scale} trains the test seeds {', '.join(map(str, known))}; "
+                              f"got {', '.join(map(str, unknown))}")
     plan = Plan(ctx, train_seeds)
     grid = plan.tune()
     lam = choose_lambda(grid)
