@@ -175,8 +175,8 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     result = finished_result(cfg, run_dir)  # finished but never scored (stopped while scoring)
     if result is None:
         resume = resumable(cfg, run_dir)
-        result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress,
-                       callbacks=list(callbacks or ()))
+        extra = {"callbacks": list(callbacks)} if callbacks else {}
+        result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress, **extra)
     if result.interrupted:  # a stopped run is resumed by the next call, never scored half-trained
         raise TrainingInterrupted(f"training of {run_dir} was interrupted at step {result.step}; "
                                   "run the experiment again to resume it")
