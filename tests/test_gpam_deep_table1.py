@@ -112,3 +112,5 @@ def test_smoke_study_one_seed_then_the_report_then_the_rest(tmp_path, monkeypatc
     diffs = [a - b for a, b in zip(done["test_loss"]["gpam"]["values"], done["test_loss"]["softmax"]["values"])]
     assert ci["mean"] == pytest.approx(sum(diffs) / len(diffs)) and math.isfinite(ci["lo"])
     assert "Every planned run is finished" in (out / "report.md").read_text()
+    figures = {"table1_random_stacks", "table1_residual", "table1_pure_trained", "table1_grad_norms"}
+    assert {p.stem for p in (out / "figures").glob("*.png")} == figures

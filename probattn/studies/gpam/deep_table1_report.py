@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...report import Report, fmt_mean_std, fmt_paired
+from ...diagnostics import plots
+from ...report import Report, fmt_mean_std, fmt_paired, new_figure
 from .deep_table1 import BASELINES, ROWS, Table1Results
 
 
@@ -98,6 +99,43 @@ def diagnostics(report: Report, r: Table1Results) -> None:
                          "first finished test seed's run (per-layer values in results.json)")
 
 
+def figures(report: Report, r: Table1Results) -> None:
+    """The Figure-4 panels per row: rank collapse per layer (random and trained pure-attention
+    stacks, the trained residual stream), token cosine, query-gradient norms per layer and over steps."""
+    label = {row: ROWS[row][0] for row in ROWS}
+    if r.random_stacks:
+        fig, axes = new_figure()
+        plots.plot_layer_curves(axes[0][0], {label[k]: p["rank_collapse"] for k, p in r.random_stacks.items()
+                                             if k != "softmax_matched"}, "rank collapse")
+        axes[0][0].set_yscale("log")
+        axes[0][0].set_title("random pure-attention stacks at initialisation")
+        report.figure(fig, "table1_random_stacks", "Pure-attention stacks of fresh layers of each mechanism (float64)")
+    trained = {label[k]: d["trained"] for k, d in r.diagnostics.items() if "trained" in d}
+    if trained:
+        report.figure(plots.layer_profile_figure(trained, "(trained, residual stream)"), "table1_residual",
+                      "Trained models: rank collapse and token cosine similarity of the residual stream per layer")
+        fig, axes = new_figure()
+        plots.plot_layer_curves(axes[0][0], {k: v["pure_rank_collapse"] for k, v in trained.items()}, "rank collapse")
+        axes[0][0].set_yscale("log")
+        axes[0][0].set_title("pure attention (each trained model's attention sublayers only)")
+        report.figure(fig, "table1_pure_trained", "Pure-attention stacks built from the trained models' own weights")
+    grads = {label[k]: d for k, d in r.diagnostics.items() if "grad_norm_q_mean" in d}
+    if grads:
+        fig, axes = new_figure(2, 1)
+        for name, d in grads.items():
+            axes[0][0].plot(range(len(d["grad_norm_q_mean"])), d["grad_norm_q_mean"], marker="o", ms=3, label=name)
+            axes[0][1].plot(d["grad_norm_q_steps"], d["grad_norm_q_over_training"], lw=1, label=name)
+        for ax, xlabel in ((axes[0][0], "layer"), (axes[0][1], "step")):
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("mean ||grad W_Q|| over training")
+        axes[0][1].set_ylabel("||grad W_Q||, mean over layers")
+        axes[0][0].legend(fontsize=7)
+        report.figure(fig, "table1_grad_norms", "Query-weight gradient norms: per layer (averaged over logged steps) "
+                                                "and over training (averaged over layers)")
+
+
 def missing(report: Report, r: Table1Results) -> None:
     if r.missing:
         report.paragraph(f"Missing runs ({len(r.missing)}): " + "; ".join(r.missing) + ".", note=True)
@@ -105,7 +143,7 @@ def missing(report: Report, r: Table1Results) -> None:
         report.paragraph("Every planned run is finished.", note=True)
 
 
-SECTIONS = (setting, lambda_grid, results_table, paired, verdict, diagnostics, missing)
+SECTIONS = (setting, lambda_grid, results_table, paired, verdict, diagnostics, figures, missing)
 
 
 def write_table1_report(r: Table1Results, out_dir: Path) -> dict[str, Path]:
