@@ -64,8 +64,8 @@ class Table1Scale:
 TABLE1_SETTINGS = {
     # CPU: 15 x 64, 4 heads, context 64, batch 16 (1,024 characters a step: 4,000 steps are about 4
     # passes over the 1.0M training characters); early stopping after 6 evaluations (600 steps)
-    # without a new best. Measured: 0.89 s a step with OMP_NUM_THREADS=1 on the shared machine
-    # (docs/gpam.md), so at most 59 min a run
+    # without a new best. Measured: about 1 s a step with OMP_NUM_THREADS=1 on the shared machine
+    # (0.8-1.2 s by mechanism and load; docs/gpam.md), so at most 67 min a run
     "table1": Table1Scale(dict(n_layer=15, n_head=4, n_embd=64, block_size=64, dropout=0.1),
                           dict(max_steps=4000, batch_size=16, lr=2e-3, min_lr=2e-4, warmup_steps=100,
                                eval_interval=100, eval_batches=16, log_interval=20, patience=6,
