@@ -32,7 +32,8 @@ from ...runs import evaluate_tokens, load_run
 from ...train import RunConfig, apply_overrides, preset_config, train
 
 DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- tuned on validation, "
-               "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity")
+               "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity; "
+               "table1: daGPAM vs NAP, NON, CoDA, Diff V1/V2 to convergence (the paper's Table 1)")
 #: quick / smoke / paper: the conventions study below; table1 / table1-report / table1-smoke: daGPAM
 #: against its rivals (deep_table1.py)
 SCALES = ("quick", "smoke", "paper", "table1", "table1-report", "table1-smoke", "table1-smoke-report")
