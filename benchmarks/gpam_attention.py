@@ -1,4 +1,5 @@
-"""Forward + backward time and peak memory of gpam, diff and cog over softmax, side by side.
+"""Forward + backward time and peak memory of gpam, diff, cog, and daGPAM's rivals (nap, non, coda,
+diff2) over softmax, side by side.
 
     python benchmarks/gpam_attention.py                       # CPU: B=1, H=4, d=32
     python benchmarks/gpam_attention.py --lengths 256 1024    # fewer contexts
@@ -7,7 +8,8 @@
 
 Two levels: the mechanism alone (q, k, v -> y, what the paper's 1.9x / 6.2x numbers measure)
 and the whole attention sublayer (qkv projection, mechanism, output projection). Targets from
-issue 4: at most 2.0x softmax time and 2.2x softmax memory at every length.
+issue 4 (for daGPAM): at most 2.0x softmax time and 2.2x softmax memory at every length; the
+verdict column applies them to every mechanism alike.
 
 Time: median of --repeats runs after a warm-up, mechanisms interleaved in each round so that
 drift on a shared machine hits them alike. Memory: on CUDA, ``max_memory_allocated`` above what
@@ -42,6 +44,10 @@ MECHANISMS = {
     "gpam-gqa": ("gpam", {"kernel": "gqa"}),  # one SDPA call, 2H query heads over H K/V heads
     "diff": ("diff", {}),
     "cog": ("cog", {"softmax_first_last": False}),
+    "nap": ("nap", {}),  # materialised T x T (normalised scores), no softmax kernel applies
+    "non": ("non", {}),  # linear attention's chunks, rescaled rows
+    "coda": ("coda", {}),  # materialised T x T (tanh x sigmoid of an L1 distance)
+    "diff2": ("diff2", {}),  # one SDPA call over 2H query heads
 }
 TIME_TARGET, MEMORY_TARGET = 2.0, 2.2
 

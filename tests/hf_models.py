@@ -5,16 +5,12 @@ import inspect
 import torch
 import transformers
 
+from .mechanisms import MODEL_OPTIONS
+
 VOCAB = 40
 
 #: options that make each mechanism differ from softmax everywhere in a 2-layer model
-MECHANISMS = {
-    "softmax": {},
-    "gpam": {"trainable": True, "init": "random"},
-    "diff": {},
-    "cog": {"softmax_first_last": False},
-    "linear": {},
-}
+MECHANISMS = MODEL_OPTIONS
 
 
 def tiny_llama(seed=0, **overrides):

@@ -8,26 +8,15 @@ import pytest
 import torch
 
 from probattn.attention import AttentionContext, build_attention, resolve_mask
-from probattn.attention.gpam import sdpa_supports_gqa
 
-MECHS = {
-    "softmax": ("softmax", {}, 0),
-    "gpam": ("gpam", {}, 0),
-    "gpam-untied-head": ("gpam", {"tied": False, "lam": 0.4, "lam_neg": 1.3, "trainable": True,
-                                  "granularity": "head", "init": "random"}, 0),
-    "gpam-gqa": ("gpam", {"kernel": "gqa"}, 0),
-    "diff": ("diff", {}, 1),
-    "cog": ("cog", {"chunk": 3}, 1),
-    "cog-edge": ("cog", {}, 0),
-    "linear": ("linear", {"chunk_size": 4}, 0),
-}
-GQA = pytest.mark.skipif(not sdpa_supports_gqa(), reason="kernel=gqa needs torch >= 2.5")
-ALL = [pytest.param(m, marks=GQA) if m == "gpam-gqa" else m for m in MECHS]
+from .mechanisms import CASES, cases
+
+ALL = cases()
 B, H, D = 2, 4, 6
 
 
 def make(case: str, impl: str = "fast"):
-    name, options, layer = MECHS[case]
+    name, options, layer = CASES[case]
     torch.manual_seed(3)
     mech = build_attention(name, AttentionContext(n_head=H, head_dim=D, layer_idx=layer, n_layer=3,
                                                   options=options), impl=impl).double()
@@ -102,7 +91,7 @@ def test_padding_equals_the_unpadded_computation(case, impl, left):
         torch.testing.assert_close(y[:1], mech(q[:1], k[:1], v[:1], causal=causal)[0], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["softmax", "gpam", "gpam-untied-head"])
+@pytest.mark.parametrize("case", ["softmax", "gpam", "gpam-untied-head-trainable"])
 def test_reference_weights_equal_a_row_by_row_computation(case):
     """Each row: softmax over its allowed keys only (gpam: the two maps combined), brute force."""
     mech = make(case, "reference")

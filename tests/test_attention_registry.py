@@ -36,3 +36,14 @@ def test_reference_weights_reproduce_the_output_without_dropout(name):
     assert w.shape[-2:] == (12, 12) and torch.isfinite(w).all()
     assert torch.all(w[..., torch.ones(12, 12).triu(1).bool()] == 0)  # nothing from the future
     torch.testing.assert_close(mech(q, k, v)[0], y, rtol=1e-9, atol=1e-9)
+
+
+def test_every_registered_mechanism_is_in_the_shared_test_lists():
+    """A new mechanism must join tests/mechanisms.py, or every shared test table would skip it."""
+    from .mechanisms import CASES, MODEL_OPTIONS
+
+    registered = set(available_attention())
+    missing = registered - set(MODEL_OPTIONS)
+    assert set(MODEL_OPTIONS) == registered, f"tests/mechanisms.py MODEL_OPTIONS lacks {missing}"
+    in_cases = {name for name, _, _ in CASES.values()}
+    assert in_cases == registered, f"tests/mechanisms.py CASES lacks {registered - in_cases}"

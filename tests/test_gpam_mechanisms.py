@@ -1,6 +1,6 @@
-"""Shared contract of the signed-attention mechanisms (gpam, diff, cog): fast path = reference
-path (forward and gradients, float64), exact causality, finiteness at long contexts, and
-integration in the GPT (hook_pattern shape, training step)."""
+"""Shared contract of every mechanism in tests/mechanisms.py: fast path = reference path (forward
+and gradients, float64), exact causality, finiteness at long contexts, signed weights where the
+mechanism has them, and integration in the GPT (hook_pattern shape, training step)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,9 @@ import pytest
 import torch
 
 from probattn.attention import AttentionContext, build_attention
-from probattn.attention.gpam import sdpa_supports_gqa
 from probattn.model import GPT, GPTConfig
 
-# (registry name, options, layer index) covering every fast-path branch
-CASES = {
-    "gpam": ("gpam", {}, 0),
-    "gpam-gqa": ("gpam", {"kernel": "gqa"}, 0),
-    "gpam-untied-head-trainable": ("gpam", {"tied": False, "lam": 0.4, "lam_neg": 1.3, "trainable": True,
-                                            "granularity": "head", "init": "random"}, 0),
-    "diff": ("diff", {}, 2),
-    "cog": ("cog", {"chunk": 5}, 1),  # a middle layer: signed weights
-    "cog-edge": ("cog", {}, 0),  # first layer: plain softmax (Cogformer recipe)
-}
-NEEDS_GQA = pytest.mark.skipif(not sdpa_supports_gqa(), reason="kernel=gqa needs torch >= 2.5 (enable_gqa)")
-
-
-def cases(names=None):
-    """Parametrisation over CASES; the GQA layout only where torch has enable_gqa."""
-    return [pytest.param(c, marks=NEEDS_GQA) if c == "gpam-gqa" else c for c in (names or CASES)]
-
-
-SIGNED = ("gpam", "gpam-gqa", "gpam-untied-head-trainable", "diff", "cog")
+from .mechanisms import CASES, cases, signed_cases
 
 
 def make(case: str, n_head: int = 4, head_dim: int = 8, impl: str = "fast", dtype=torch.float64):
@@ -104,7 +85,7 @@ def test_no_weight_on_future_positions(case):
     assert torch.all(w[..., ~future].abs().sum(-1) > 0)
 
 
-@pytest.mark.parametrize("case", cases(SIGNED))
+@pytest.mark.parametrize("case", signed_cases())
 def test_weights_can_be_negative(case):
     mech = make(case)
     q, k, v = qkv(T=16)

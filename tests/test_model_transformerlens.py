@@ -6,9 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from probattn.attention import attention_class
 from probattn.model import GPT, GPTConfig
 from probattn.model.hooks import ActivationCache, HookError, get_act_name
 from probattn.train.objectives import token_metrics
+
+from .mechanisms import MODEL_OPTIONS, mechanisms
 
 
 def small(**kw):
@@ -102,9 +105,9 @@ def _reference_logits_with_pattern(model, tokens, layer, edit):
     return model.lm_head(model.ln_f(x))
 
 
-@pytest.mark.parametrize("attention, options", [("softmax", {}), ("gpam", {"lam": 0.5}), ("cog", {}),
-                                                ("linear", {})])
-def test_an_edited_pattern_changes_the_output(attention, options):
+@pytest.mark.parametrize("attention", [m for m in mechanisms() if attention_class(m).pattern_mixes_values])
+def test_an_edited_pattern_changes_the_output(attention):
+    options = MODEL_OPTIONS[attention]
     model = small(attention=attention, attention_options=options, n_layer=3)
     with torch.no_grad():  # scores of O(1), so that patterns are far from uniform
         for blk in model.blocks:

@@ -14,7 +14,9 @@ from probattn.errors import ConfigError
 from probattn.model import Seq2Seq, Seq2SeqConfig
 from probattn.model.seq2seq import sinusoidal_positions
 
-ALL = ("softmax", "gpam", "diff", "cog", "linear")
+from .mechanisms import mechanisms
+
+ALL = mechanisms()
 
 
 def cfg(attention="softmax", **kw):

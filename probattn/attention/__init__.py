@@ -7,11 +7,15 @@
 """
 
 # Importing a mechanism's module registers it.
-from . import (  # noqa: F401,E402  (dual attention study: daGPAM and baselines)
+from . import (  # noqa: F401,E402  (dual attention study: daGPAM, its rivals and baselines)
+    coda,
     cog,
     diff,
+    diff2,
     gpam,
     linear,  # noqa: F401,E402
+    nap,
+    non,
     softmax,  # noqa: F401,E402
 )
 from .base import (

@@ -58,7 +58,8 @@ class LinearAttention(AttentionMechanism):
         square_causal = causal and q.shape[-2] == k.shape[-2]
         if self.attn_dropout_p() > 0 or (attn_mask is not None and not key_rows) or (causal and not square_causal):
             # dropout acts on individual weights, per-query masks and KV-cache steps: materialise
-            return self.reference(q, k, v, causal=causal, attn_mask=attn_mask)[0]
+            # (linear attention's own reference, also when a subclass rescales it: see non.py)
+            return LinearAttention.reference(self, q, k, v, causal=causal, attn_mask=attn_mask)[0]
         if attn_mask is not None:  # key padding: a masked key contributes nothing
             resolve_mask(q, k, False, attn_mask)  # same validation as every other path
             keep = attn_mask.reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape)).transpose(-2, -1)
@@ -76,6 +77,8 @@ class LinearAttention(AttentionMechanism):
         local = local.masked_fill(~causal_mask(C, C, device=q.device), 0.0)
         y = local @ vc
         kv = kc.transpose(-2, -1) @ vc  # (B, H, n, D, Dv) per-chunk sums of k_s v_s^T
-        state = kv.cumsum(dim=2) - kv  # exclusive prefix: everything before the chunk
+        # exclusive prefix, everything before the chunk: shifted, not cumsum - kv (subtracting the
+        # chunk's own sum leaks rounding of later positions into earlier ones: not exactly causal)
+        state = F.pad(kv.cumsum(dim=2)[:, :, :-1], (0, 0, 0, 0, 1, 0))
         y = y + (qc @ state) * self.scale
         return y.reshape(B, H, n * C, -1)[:, :, :T]

@@ -6,5 +6,7 @@ The mechanism itself (``probattn.attention.gpam``) and the rank-collapse diagnos
 
     experiment.py       probattn experiment gpam        (report.py renders it)
     deep_experiment.py  probattn experiment gpam-deep   (deep_report.py)
+    deep_table1.py      probattn experiment gpam-deep --scale table1: daGPAM against its rivals
+                        (deep_table1_report.py)
     nmt_experiment.py   probattn experiment nmt
 """

@@ -32,8 +32,11 @@ from ...runs import evaluate_tokens, load_run
 from ...train import RunConfig, apply_overrides, preset_config, train
 
 DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- tuned on validation, "
-               "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity")
-SCALES = ("quick", "smoke", "paper")
+               "Post-LN, W_Q- per head/shared, with/without decay, word-level WikiText-2 perplexity; "
+               "table1: daGPAM vs NAP, NON, CoDA, Diff V1/V2 to convergence (the paper's Table 1)")
+#: quick / smoke / paper: the conventions study below; table1 / table1-report / table1-smoke: daGPAM
+#: against its rivals (deep_table1.py)
+SCALES = ("quick", "smoke", "paper", "table1", "table1-report", "table1-smoke", "table1-smoke-report")
 
 
 class TrainingInterrupted(ProbattnError):
@@ -155,25 +158,37 @@ def _same_run(old: dict, new: dict) -> bool:
 
 
 # -- one cached run ------------------------------------------------------------------------------
-def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: ExperimentContext) -> dict[str, Any]:
-    """Train (or resume, or reuse) one run, then score its best checkpoint on the tune and test
-    texts; the numbers are stored in ``measure.json`` with the configuration they belong to."""
+def cached_measure(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The stored scores of a finished, scored run of exactly ``cfg`` in ``run_dir``, else None."""
     cache = run_dir / "measure.json"
     if cache.exists() and _same_run(json.loads(cache.read_text())["config"], cfg.to_dict()):
         return json.loads(cache.read_text())
+    return None
+
+
+def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: ExperimentContext,
+                 callbacks=None) -> dict[str, Any]:
+    """Train (or resume, or reuse) one run, then score its best checkpoint on the tune and test
+    texts; the numbers are stored in ``measure.json`` with the configuration they belong to."""
+    cached = cached_measure(cfg, run_dir)
+    if cached is not None:
+        return cached
     result = finished_result(cfg, run_dir)  # finished but never scored (stopped while scoring)
     if result is None:
         resume = resumable(cfg, run_dir)
-        result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress)
+        extra = {"callbacks": list(callbacks)} if callbacks else {}
+        result = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=ctx.progress, **extra)
     if result.stop_requested:  # a stopped run is resumed by the next call, never scored half-trained
         raise TrainingInterrupted(f"training of {run_dir} was interrupted at step {result.step}; "
                                   "run the experiment again to resume it")
     run = load_run(run_dir)
     out: dict[str, Any] = {"config": cfg.to_dict(), "params": run.model.num_params(),
-                           "best_val_loss": result.best_val_loss, "tokens_per_s": result.tokens_per_s}
+                           "best_val_loss": result.best_val_loss, "tokens_per_s": result.tokens_per_s,
+                           "steps": result.step, "best_step": result.best_step,
+                           "stopped_early": result.stopped_early}
     for split, text in texts.items():
         out[split] = score_text(run.model, run.encode(text), text)
-    atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
+    atomic_write_text(run_dir / "measure.json", json.dumps(out, indent=1) + "\n")
     return out
 
 
@@ -298,6 +313,14 @@ class DeepLMResults:
 def run(ctx: ExperimentContext):
     from ...experiments.context import ExperimentResult
     from .deep_report import write_deep_report
+
+    if ctx.scale.startswith("table1"):
+        from .deep_table1 import measure_table1
+        from .deep_table1_report import write_table1_report
+
+        table1 = measure_table1(ctx)
+        paths = write_table1_report(table1, ctx.out_dir)
+        return ExperimentResult("gpam-deep", paths["html"].parent, table1.headline(), table1.to_json())
 
     results = measure_deep_lm(ctx)
     paths = write_deep_report(results, ctx.out_dir)
