@@ -253,7 +253,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .io import atomic_write_text, check_output_file
+    from .io import check_output_file, write_json
     from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
 
     if args.json:
@@ -270,7 +270,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{metrics['bits_per_char']:.4f} bits/char, accuracy {metrics['acc']:.4f} "
           f"over {metrics['tokens']:,} tokens")
     if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+        write_json(args.json, metrics, indent=2)
     return 0
 
 

@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text, check_output_dir, check_output_file
+from ..io import atomic_write_text, check_output_dir, check_output_file, write_json
 from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
 
 KINDS = ("enc", "dec", "cross")
@@ -102,7 +101,7 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
     if args.hyps:
         atomic_write_text(args.hyps, "".join(h + "\n" for h in hyps))
     if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, indent=2)
     return 0
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..data.corpora import cache_dir, data_search_path, fetch_verified
 from ..errors import ConfigError, DataError
-from ..io import _umask, atomic_write_bytes, atomic_write_text, output_error
+from ..io import _umask, atomic_write_bytes, atomic_write_text, output_error, write_json
 
 URLS = ("http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz",)
 HOME = "iwslt14"  # the folder in the cache that holds the archive, its record and the prepared text
@@ -262,7 +262,7 @@ def prepare(home: Path, want: str | None = None) -> Path:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         record = {"url": url, "sha256": digest, "bytes": len(payload), "pinned": want is not None,
                   "date": record.get("date", now), "recipe": RECIPE, "recipe_version": RECIPE_VERSION}
-        atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+        write_json(record_path, record, indent=2)
     print(f"probattn: preparing IWSLT14 de-en in {home / PREPARED} (Moses tokenization of about 350k lines: "
           "a minute or two)", file=sys.stderr)
     splits = prepare_texts(archive_texts(payload))

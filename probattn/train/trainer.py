@@ -14,7 +14,6 @@ Run folder layout::
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import signal
@@ -350,7 +349,7 @@ class Trainer:
     def _write_run_files(self) -> None:
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "config.json", self.config.to_json() + "\n")
-            atomic_write_text(self.run_dir / "vocab.json", json.dumps(self.tokenizer.to_dict()) + "\n")
+            write_json(self.run_dir / "vocab.json", self.tokenizer.to_dict(), indent=None)
 
     def _reset_loop_state(self) -> None:
         self._last_saved_step = self.start_step

