@@ -85,6 +85,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
     from .model import GPTConfig
     from .options import number
     from .train import DataConfig, TrainConfig, preset_config
+    from .train.config import TOKENIZER_FIELDS
 
     shown = shown or preset_config("quick").to_dict()
     sections = sections or (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig))
@@ -92,8 +93,8 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
         group = parser.add_argument_group(f"{section} settings (override the preset; the defaults "
                                           "shown are the quick preset's)")
         for name, f, tp in _field_flags(cls):
-            if (section, name) == ("model", "vocab_size"):
-                continue  # set by the tokenizer
+            if section == "model" and name in TOKENIZER_FIELDS:
+                continue  # set by the tokenizer when the run starts
             flag = "--" + FLAG_NAMES.get((section, name), name.replace("_", "-"))
             dest = f"cfg__{section}__{name}"
             base = _base_type(tp)
@@ -183,11 +184,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.print_config:
         check_output_dir(out)
     config = apply_overrides(base_config(args, out, RunConfig.from_dict, preset_config), overrides)
-    if args.print_config:  # the resolved configuration, nothing trained or written
-        print(config.to_json())
-        return 0
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
+    if args.print_config:  # the configuration the run would record, nothing trained or written
+        print(trainer.resolved_config().to_json())
+        return 0
 
     def done(result) -> str:
         final = result.final
@@ -208,9 +209,15 @@ def base_config(args: argparse.Namespace, out: Path, from_dict, preset):
     if not saved.exists():
         raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
     try:
-        return from_dict(json.loads(saved.read_text()))
+        data = json.loads(saved.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{saved} is not UTF-8 text") from None
     except json.JSONDecodeError:
         raise ConfigError(f"{saved} is not valid JSON") from None
+    try:
+        return from_dict(data, complete=True)
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: {e}") from None
 
 
 def fit(trainer, command: str, out: Path, done) -> int:

@@ -40,11 +40,17 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
     if args.attention_option:
         for kind in KINDS:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
+    if not args.out and args.resume:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
-    check_output_dir(out)
+    if not args.print_config:
+        check_output_dir(out)
     config = nmt_overrides(base_config(args, out, NMTRunConfig.from_dict, nmt_preset), overrides)
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
-                      progress=not args.no_progress, task=NMTTask())
+                      progress=not args.no_progress, task=NMTTask(), announce=True)
+    if args.print_config:  # the configuration the run would record, nothing trained or written
+        print(trainer.resolved_config().to_json())
+        return 0
     return fit(trainer, "train-nmt", out, lambda result: (
         f"done: {result.step} steps, best val nll {result.best_val_loss:.4f} "
         f"(ppl {math.exp(min(result.best_val_loss, 50)):.2f}), {trainer.task_info['train_pairs']} training "
@@ -141,9 +147,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser("train-nmt", help="train an encoder-decoder translation model (presets: smoke, quick, paper)")
     p.add_argument("--preset", default=None, help="smoke, quick (default) or paper")
     p.add_argument("--out", default=None, help="run folder (default runs/nmt-<preset>)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration (preset + flags) as JSON and exit")
     p.add_argument("--attention", default=None, help="mechanism for all three kinds (see probattn list)")
     p.add_argument("--attention-option", action="append", type=_parse_option, metavar="KEY=VALUE",
                    help="option for all three kinds' mechanism")

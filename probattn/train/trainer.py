@@ -18,7 +18,7 @@ import math
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, without_tokenizer_fields
 from .distributed import (
     DistInfo,
     all_reduce_metrics,
@@ -136,6 +136,9 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two config dicts and may not change on a resume (the fields the
+    tokenizer sets are compared through the tokenizer itself, not here)."""
+    old, new = without_tokenizer_fields(old), without_tokenizer_fields(new)
     diffs = []
     for section in ("model", "train", "data"):
         for key in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
@@ -200,6 +203,13 @@ class Trainer:
     @property
     def best_checkpoint(self) -> Path:
         return self.run_dir / "checkpoints" / "best.pt"
+
+    def resolved_config(self):
+        """The configuration the run records in config.json: the model fields the tokenizer sets
+        (vocabulary size, special ids) filled in. Reads the corpus and builds the tokenizer;
+        writes nothing."""
+        self.task.prepare(self, None)
+        return replace(self.config, model=self.model_config)
 
     def fit(self) -> TrainResult:
         self.device = resolve_device(self.config.train.device, self.dist)
@@ -274,6 +284,7 @@ class Trainer:
     def _setup(self) -> None:
         meta = self._open_run_folder()
         self.task.prepare(self, meta)  # tokenizer, model_config, batches, eval_batches, tokens_per_step
+        self.config = replace(self.config, model=self.model_config)  # the tokenizer's vocabulary recorded
         self._build_model()
         self._build_optimizer(meta)
         self._choose_precision()
@@ -563,6 +574,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.start_step, disable=not (self.progress and self.dist.is_main),
                    dynamic_ncols=True, desc=f"train {self.run_dir.name}", unit="step")
         last_eval: dict[str, float] = {}
+        shown = {"loss": math.nan, "val": self._latest_val_loss(), "tok_s": math.nan}  # the bar's postfix
         step = self.start_step
         interrupted = False
         timer = Throughput(self.tokens_per_step)
@@ -571,6 +583,7 @@ class Trainer:
         try:
             if self.start_step == 0:
                 last_eval = self._evaluate_and_log(0)
+                shown["val"] = last_eval["loss"]
             self.model.train()
             self.objective.train()
             timer.start()
@@ -585,12 +598,14 @@ class Trainer:
                     record["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
                     window_tokens, window_start = 0, time.perf_counter()
                     self.logger.log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", val=f"{last_eval.get('loss', math.nan):.4f}",
-                                    tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                    shown.update(loss=record["loss"], tok_s=record["tokens_per_s"])
+                    _show(bar, shown)
                 for cb in self.callbacks:
                     cb.on_step_end(self, step, record)
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     last_eval = self._evaluate_and_log(step)
+                    shown["val"] = last_eval["loss"]
+                    _show(bar, shown)
                 stop = broadcast_flag(self._stop_requested, self.dist, self.device)
                 if stop or step % t.checkpoint_every == 0 or step == t.max_steps:
                     self._save_last(step)
@@ -620,6 +635,13 @@ class Trainer:
                              timed_steps=timer.timed_steps)
         self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer)
         return result
+
+    def _latest_val_loss(self) -> float:
+        """The last validation loss logged before this (resumed) run's first step, else NaN."""
+        for record in reversed(getattr(self.logger, "rows", [])):
+            if record.get("split") == "valid" and isinstance(record.get("loss"), (int, float)):
+                return float(record["loss"])
+        return math.nan
 
     def plan(self) -> str:
         """One paragraph before the first step: what is trained, on what, where it goes."""
@@ -651,6 +673,12 @@ class Trainer:
                    "params": self.model.num_params(), "device": str(self.device),
                    "world_size": self.dist.world_size, **extra}
         write_json(self.run_dir / "summary.json", summary)
+
+
+def _show(bar, shown: dict[str, float]) -> None:
+    """The progress bar's postfix: the latest training loss, validation loss and tokens/s."""
+    bar.set_postfix(loss=f"{shown['loss']:.4f}", val=f"{shown['val']:.4f}", tok_s=f"{shown['tok_s']:.0f}",
+                    refresh=False)
 
 
 class Throughput:

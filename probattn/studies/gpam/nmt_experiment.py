@@ -37,6 +37,7 @@ from ...nmt.runs import evaluate_split, load_nmt_run
 from ...nmt.task import NMTTask
 from ...report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summarize
 from ...train import Trainer
+from ...train.config import without_tokenizer_fields
 
 DESCRIPTION = ("translation (Ding de-en): softmax vs daGPAM (self / all / tuned lambdas) vs Diff vs "
                "parameter-matched softmax, Pre-LN and Post-LN, BLEU/chrF over seeds, paired")
@@ -124,7 +125,8 @@ def matched_ffn(model: dict, target: int, vocab_size: int) -> int:
 def train_or_reuse(config: NMTRunConfig, run_dir: Path, ctx: ExperimentContext) -> Path:
     """Train, resume an interrupted run, or reuse a finished one with the same configuration."""
     saved = run_dir / "config.json"
-    same = saved.exists() and json.loads(saved.read_text()) == json.loads(config.to_json())
+    same = saved.exists() and (without_tokenizer_fields(json.loads(saved.read_text()))
+                               == without_tokenizer_fields(json.loads(config.to_json())))
     summary = run_dir / "summary.json"
     if same and summary.exists() and json.loads(summary.read_text()).get("step") == config.train.max_steps:
         return run_dir
