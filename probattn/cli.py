@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
 from .io import check_output_dir
-from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, KeyValueList, device_flag, number
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -106,7 +106,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             elif base is dict:
-                group.add_argument(flag, action="append", type=_parse_option, metavar="KEY=VALUE", **kw)
+                group.add_argument(flag, action=KeyValueList, type=_parse_option, metavar="KEY=VALUE", **kw)
             elif base is tuple:
                 group.add_argument(flag, action="append", metavar="DIR", **kw)
             elif rng is not None:
@@ -186,9 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = apply_overrides(base_config(args, out, RunConfig.from_dict, preset_config), overrides)
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
-    if args.print_config:  # the configuration the run would record, nothing trained or written
-        print(trainer.resolved_config().to_json())
-        return 0
+    if args.print_config:
+        return print_config(trainer)
 
     def done(result) -> str:
         final = result.final
@@ -198,6 +197,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"(final {final['loss']:.4f}, acc {final['acc']:.3f}), {speed} -> {out}")
 
     return fit(trainer, "train", out, done)
+
+
+def print_config(trainer) -> int:
+    """``--print-config``: the configuration the run would record, the tokenizer's fields (the
+    vocabulary size) included; nothing trained, written or downloaded. When the corpus is not
+    here yet those fields are null and one note on stderr says why."""
+    from .errors import DataError
+    from .train.config import TOKENIZER_FIELDS
+
+    config = trainer.config
+    trainer.config = dataclasses.replace(config, data=dataclasses.replace(config.data, download=False))
+    try:
+        resolved = dataclasses.replace(trainer.resolved_config(), data=config.data).to_dict()
+    except DataError as e:
+        resolved = config.to_dict()
+        for name in TOKENIZER_FIELDS:
+            if name in resolved["model"]:
+                resolved["model"][name] = None
+        print(f"probattn: note: {', '.join(n for n in TOKENIZER_FIELDS if n in resolved['model'])} "
+              f"printed as null: the tokenizer is built from the corpus, which is not here ({e})", file=sys.stderr)
+    finally:
+        trainer.config = config
+    print(json.dumps(resolved, indent=2, sort_keys=True))
+    return 0
 
 
 def base_config(args: argparse.Namespace, out: Path, from_dict, preset):

@@ -209,6 +209,8 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a key, got {text!r}")
     try:
         parsed: Any = json.loads(value, parse_constant=_no_constant)
     except ValueError as e:
@@ -218,6 +220,21 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     if isinstance(parsed, float) and not math.isfinite(parsed):  # 1e999
         raise argparse.ArgumentTypeError(f"{key.strip()} must be a finite number, got {value!r}")
     return key.strip(), parsed
+
+
+class KeyValueList(argparse.Action):
+    """argparse ``action=`` for a repeatable ``KEY=VALUE`` flag (with ``type=parse_key_value``):
+    the pairs in the order given, and a key given twice is a usage error, not "the last wins"."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        key, value = values
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is argparse.SUPPRESS else list(items)
+        for old_key, old_value in items:
+            if old_key == key:
+                raise argparse.ArgumentError(self, f"{key} given twice ({key}={json.dumps(old_value)} and "
+                                                   f"{key}={json.dumps(value)}); give each key once")
+        setattr(namespace, self.dest, [*items, (key, value)])
 
 
 NON_FINITE_WORDS = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}

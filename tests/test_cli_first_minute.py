@@ -60,9 +60,12 @@ def test_every_train_flag_says_what_it_means_and_its_default(capsys):
 def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path, monkeypatch, capsys, args, section,
                                                                    key, expected):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))  # tinyshakespeare is not here
+    monkeypatch.delenv("PROBATTN_DATA", raising=False)
     before = snapshot(tmp_path)
     code, out, err = run_cli(["train", *args, "--print-config"], capsys)
-    assert code == 0 and err == ""
+    named = "shakespeare-char" in args  # its corpus is not here: nothing is downloaded, one note
+    assert code == 0 and (err.startswith("probattn: note: vocab_size printed as null") if named else err == "")
     config = json.loads(out)
     assert config[section][key] == expected
     preset = args[1] if args[0] == "--preset" else "quick"
@@ -70,10 +73,24 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path, mon
     assert snapshot(tmp_path) == before
 
 
-def test_print_config_matches_every_preset(capsys):
+def test_print_config_matches_every_preset(capsys, monkeypatch, tmp_path):
+    """The preset as it is, except the vocabulary size: the tokenizer's (103 characters in the
+    embedded corpus), or null with one note when the corpus would have to be downloaded first."""
+    from probattn.data import build_tokenizer, load_corpus
+
+    monkeypatch.setenv("PROBATTN_DATA", str(tmp_path))  # no named corpus here
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path))
+    default_vocab = build_tokenizer("char", *load_corpus("default").all_text).vocab_size
     for name in PRESETS:
-        code, out, _ = run_cli(["train", "--preset", name, "--print-config"], capsys)
-        assert code == 0 and json.loads(out) == json.loads(preset_config(name).to_json())
+        code, out, err = run_cli(["train", "--preset", name, "--print-config"], capsys)
+        printed, preset = json.loads(out), json.loads(preset_config(name).to_json())
+        vocab = printed["model"].pop("vocab_size")
+        preset["model"].pop("vocab_size")
+        assert code == 0 and printed == preset
+        if preset_config(name).data.corpus == "default":
+            assert vocab == default_vocab == 103 and err == ""
+        else:
+            assert vocab is None and "vocab_size printed as null" in err and err.count("\n") == 1
     code, _, err = run_cli(["train", "--print-config", "--grad-clip", "nan"], capsys)
     assert code == 2 and "--grad-clip" in one_error_line(err)
 

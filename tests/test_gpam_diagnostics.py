@@ -182,7 +182,8 @@ def test_diagnose_at_init_with_faithfulness_sweep(tmp_path):
 def test_diagnose_bad_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
     try:
-        code = main(["diagnose", "--preset", "tiny", "--out", str(out), *argv])
+        preset = ["--preset", "tiny"] if "--attention" in argv else []  # --preset is for --attention only
+        code = main(["diagnose", *preset, "--out", str(out), *argv])
     except SystemExit as e:  # usage errors end in argparse (one line, exit status 2)
         code = e.code
     err = capsys.readouterr().err.strip().splitlines()

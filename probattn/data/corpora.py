@@ -213,6 +213,10 @@ def load_corpus(
             # without a train split the local valid split is the training text
             train, valid_text = splits.get("train") or splits["valid"], read_text_file(valid)
         test = splits.get("test")
+    if valid is not None and valid_text == train:
+        raise DataError(f"the validation file {valid} holds the same text as the training data of {spec!r}: "
+                        "its loss would measure memorisation; give a held-out file (or leave --valid-data "
+                        "out to split the corpus)")
     source = src.source if valid is None else f"{src.source} (validation: {valid})"
     corpus = Corpus(name=src.name, train=train, valid=valid_text, test=test, source=source,
                     notes=src.notes)

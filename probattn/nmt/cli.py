@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, check_output_dir, check_output_file, write_json
-from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
+from ..options import NON_NEGATIVE, POSITIVE_INT, KeyValueList, device_flag, number
 
 KINDS = ("enc", "dec", "cross")
 
@@ -28,7 +28,7 @@ def _config_sections():
 
 
 def cmd_train_nmt(args: argparse.Namespace) -> int:
-    from ..cli import base_config, collect_overrides, fit
+    from ..cli import base_config, collect_overrides, fit, print_config
     from ..train import Trainer
     from .config import NMTRunConfig, nmt_overrides, nmt_preset
     from .task import NMTTask
@@ -48,9 +48,8 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
     config = nmt_overrides(base_config(args, out, NMTRunConfig.from_dict, nmt_preset), overrides)
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, task=NMTTask(), announce=True)
-    if args.print_config:  # the configuration the run would record, nothing trained or written
-        print(trainer.resolved_config().to_json())
-        return 0
+    if args.print_config:
+        return print_config(trainer)
     return fit(trainer, "train-nmt", out, lambda result: (
         f"done: {result.step} steps, best val nll {result.best_val_loss:.4f} "
         f"(ppl {math.exp(min(result.best_val_loss, 50)):.2f}), {trainer.task_info['train_pairs']} training "
@@ -75,6 +74,7 @@ def _read_input(args: argparse.Namespace) -> list[str]:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .runs import load_nmt_run, translate
 
+    _decoding_flags(args)
     if args.output:
         check_output_file(args.output, "--output")
     texts = _read_input(args)
@@ -91,6 +91,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_eval_nmt(args: argparse.Namespace) -> int:
     from .runs import evaluate_split, load_nmt_run
 
+    _decoding_flags(args)
+    if args.bootstrap is not None and not args.compare:
+        raise ConfigError("--bootstrap sets the resamples of the paired bootstrap against --compare: give "
+                          "--compare RUN too")
+    args.bootstrap = 1000 if args.bootstrap is None else args.bootstrap
     for flag, path in (("--hyps", args.hyps), ("--json", args.json)):
         if path:
             check_output_file(path, flag)
@@ -132,12 +137,21 @@ def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> di
     return {"run": str(args.compare), "scores": other_result, "bootstrap": boot}
 
 
+def _decoding_flags(args: argparse.Namespace) -> None:
+    """--length-penalty ranks finished beam hypotheses: with --beam 1 (greedy) it would be ignored."""
+    if args.length_penalty is not None and args.beam == 1:
+        raise ConfigError("--length-penalty ranks the hypotheses of a beam search; --beam 1 decodes greedily "
+                          "and has none to rank (drop it, or use --beam 2 or more)")
+    args.length_penalty = 1.0 if args.length_penalty is None else args.length_penalty
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="translation run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--beam", type=number(POSITIVE_INT), default=5, help="beam width (1: greedy)")
-    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=1.0, help="score / length ** alpha")
+    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=None,
+                   help="beam search ranks by score / length ** alpha (default 1; not with --beam 1)")
     p.add_argument("--batch-size", type=number(POSITIVE_INT), default=32)
 
 
@@ -153,7 +167,7 @@ def add_commands(sub) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration (preset + flags) as JSON and exit")
     p.add_argument("--attention", default=None, help="mechanism for all three kinds (see probattn list)")
-    p.add_argument("--attention-option", action="append", type=_parse_option, metavar="KEY=VALUE",
+    p.add_argument("--attention-option", action=KeyValueList, type=_parse_option, metavar="KEY=VALUE",
                    help="option for all three kinds' mechanism")
     from .config import nmt_preset
 
@@ -176,5 +190,6 @@ def add_commands(sub) -> None:
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--compare", default=None, metavar="RUN",
                    help="a second run: scores on the same sentences and a paired bootstrap of the difference")
-    p.add_argument("--bootstrap", type=number(POSITIVE_INT), default=1000, help="bootstrap resamples (with --compare)")
+    p.add_argument("--bootstrap", type=number(POSITIVE_INT), default=None,
+                   help="bootstrap resamples (with --compare; default 1000)")
     p.set_defaults(func=cmd_eval_nmt)
