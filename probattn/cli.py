@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
 from .io import check_output_dir
-from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, KeyValueList, device_flag, number
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, KeyValueList, device_flag, number, text_flag
 
 # Flags whose names differ from their config field.
 FLAG_NAMES = {("data", "corpus"): "data", ("data", "data_dirs"): "data-dir",
@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         message = " ".join(message.split())
-        message = re.sub(r"^argument ([^:]+): must be", r"\1 must be", message)
+        message = re.sub(r"^argument ([^:]+): (must be|is not) ", r"\1 \2 ", message)
         self.exit(2, f"probattn: error: {message} (see {self.prog} --help)\n")
 
     def _get_value(self, action, arg_string):
@@ -203,14 +203,14 @@ def print_config(trainer) -> int:
     """``--print-config``: the configuration the run would record, the tokenizer's fields (the
     vocabulary size) included; nothing trained, written or downloaded. When the corpus is not
     here yet those fields are null and one note on stderr says why."""
-    from .errors import DataError
+    from .data.corpora import CorpusMissing
     from .train.config import TOKENIZER_FIELDS
 
     config = trainer.config
     trainer.config = dataclasses.replace(config, data=dataclasses.replace(config.data, download=False))
     try:
         resolved = dataclasses.replace(trainer.resolved_config(), data=config.data).to_dict()
-    except DataError as e:
+    except CorpusMissing as e:
         resolved = config.to_dict()
         for name in TOKENIZER_FIELDS:
             if name in resolved["model"]:
@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate text from a trained run")
     _add_run_args(p)
-    p.add_argument("--prompt", default="")
+    p.add_argument("--prompt", type=text_flag, default="", help="the text to continue (UTF-8)")
     p.add_argument("--num-tokens", type=number(NON_NEGATIVE_INT), default=300,
                    help="tokens generated after the prompt (default 300)")
     p.add_argument("--num-samples", type=number(POSITIVE_INT), default=1)

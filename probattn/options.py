@@ -237,6 +237,29 @@ class KeyValueList(argparse.Action):
         setattr(namespace, self.dest, [*items, (key, value)])
 
 
+def not_utf8(text: str) -> str | None:
+    """None for text that is valid Unicode, else what is wrong: bytes that are not UTF-8 reach
+    Python (argv, ``surrogateescape``) as lone surrogates, which no encoder or tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start:e.end]
+        try:
+            shown = "byte(s) " + " ".join(f"0x{b:02x}" for b in bad.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            shown = "a lone surrogate " + " ".join(f"U+{ord(c):04X}" for c in bad)
+        return f"is not valid UTF-8: {shown} at character {e.start}"
+    return None
+
+
+def text_flag(text: str) -> str:
+    """argparse ``type=`` for text given on the command line (``--text``, ``--prompt``)."""
+    problem = not_utf8(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem} (set a UTF-8 locale, or pass the text in a UTF-8 file)")
+    return text
+
+
 NON_FINITE_WORDS = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
 
 

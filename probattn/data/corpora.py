@@ -28,6 +28,11 @@ DATA_ENV = "PROBATTN_DATA"
 CACHE_ENV = "PROBATTN_CACHE"
 
 
+class CorpusMissing(DataError):
+    """A named corpus that is not on this machine (and may not be downloaded): ``--print-config``
+    reports what it cannot know without it instead of failing."""
+
+
 @dataclass(frozen=True)
 class Corpus:
     name: str
@@ -303,7 +308,7 @@ def _resolve_named(nc: NamedCorpus, data_dirs, download: bool, need_train: bool)
                 notes = (f"{nc.name}: no train split in {d}; its valid split is the training text",)
             return _Source(nc.name, str(d), splits=_read_splits(found), notes=notes)
     if not download:
-        raise DataError(
+        raise CorpusMissing(
             f"corpus {nc.name!r} not found in the data path "
             f"({', '.join(str(p) for p in data_search_path(data_dirs))}) and downloads are off"
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_text, check_output_dir, check_output_file, write_json
-from ..options import NON_NEGATIVE, POSITIVE_INT, KeyValueList, device_flag, number
+from ..options import NON_NEGATIVE, POSITIVE_INT, KeyValueList, device_flag, number, text_flag
 
 KINDS = ("enc", "dec", "cross")
 
@@ -176,7 +176,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("translate", help="translate sentences with a trained translation run")
     _run_args(p)
-    p.add_argument("--text", nargs="+", default=None, help="one or more sentences")
+    p.add_argument("--text", type=text_flag, nargs="+", default=None, help="one or more sentences")
     p.add_argument("--file", default=None, help="one sentence per line")
     p.add_argument("--output", default=None, help="write the translations here (else stdout)")
     p.set_defaults(func=cmd_translate, beam=5)

@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..data.corpora import cache_dir, data_search_path, fetch_verified
+from ..data.corpora import CorpusMissing, cache_dir, data_search_path, fetch_verified
 from ..errors import ConfigError, DataError
 from ..io import _umask, atomic_write_bytes, atomic_write_text, output_error, write_json
 
@@ -223,7 +223,7 @@ def locate(data_dirs=(), download: bool = True, sha256: str | None = None) -> tu
                             f"given {want} (delete {folder.parent} to download again)")
         return folder, (_provenance(record),)
     if not download:
-        raise DataError(f"corpus 'iwslt14' not found: looked for {PREPARED}/train.de in "
+        raise CorpusMissing(f"corpus 'iwslt14' not found: looked for {PREPARED}/train.de in "
                         f"{', '.join(str(p) for p in data_search_path(data_dirs))} and downloads are off "
                         "(allow them with --download, or put the folder fairseq's prepare-iwslt14.sh writes "
                         "in a --data-dir)")

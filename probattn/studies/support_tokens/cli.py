@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ...io import check_output_dir
-from ...options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number
+from ...options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number, text_flag
 
 
 def add_commands(sub) -> None:
@@ -22,7 +22,7 @@ def add_commands(sub) -> None:
     _checkpoint_flag(p)
     p.add_argument("--device", type=device_flag, default="cpu")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", help="the text to score")
+    src.add_argument("--text", type=text_flag, help="the text to score")
     src.add_argument("--file", help="a UTF-8 text file to score")
     p.add_argument("--source", choices=("auto", "layers", "prior"), default="auto",
                    help="the run's embedding prior (auto: when it has one) or the model's own layers")
