@@ -114,3 +114,41 @@ def test_adjacent_support_tokens_stay_distinguishable():
     assert [SUPPORT_STYLE in s for s in spans] == [False, True, True, False, False]
     assert "margin:0 2px" in SUPPORT_STYLE  # a gap between neighbours, each framed on its own
     assert all("color:#" in s for s in spans)
+
+
+def test_train_nmt_says_what_it_is_about_to_do_prints_its_config_and_explains_each_flag(tmp_path, capsys):
+    pytest.importorskip("sacrebleu")
+    from .test_nmt_cli import corpus, smoke
+
+    data, run = corpus(tmp_path / "data"), tmp_path / "run"
+    before = snapshot(tmp_path)
+    code, out, err = run_cli([*smoke(data, run), "--print-config"], capsys)
+    config = json.loads(out)
+    assert code == 0 and err == "" and config["task"] == "nmt" and config["data"]["vocab_size"] == 40
+    assert snapshot(tmp_path) == before  # nothing trained or written
+    code, out, _ = run_cli(smoke(data, run, "--enc-attention", "gpam"), capsys)
+    first, *rest = out.splitlines()
+    assert code == 0 and rest[-1].startswith("done: 8 steps")
+    for words in ("1 encoder + 1 decoder layers, 2 heads, width 32, max length 48",
+                  "attention gpam / softmax / softmax (encoder / decoder / cross)", "objective label_smoothed_ce",
+                  "(240 train / 24 valid sentence pairs, bpe tokenizer", "device cpu", f"-> {run}"):
+        assert words in first, (words, first)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["vocab_size"] == config["model"]["vocab_size"]  # what --print-config said
+    assert f"bpe tokenizer, {saved['model']['vocab_size']} tokens" in first
+    code, out, _ = run_cli(["train-nmt", "--resume", "--out", run, "--max-steps", "10", "--no-progress"], capsys)
+    assert code == 0 and "resuming at step 8 of 10" in out.splitlines()[0]
+    help_text = " ".join(_help(capsys, ["train-nmt", "--help"]).split())
+    for flag, words in (("--n-enc-layer", "encoder layers (default: 3)"),
+                        ("--share", "shared embeddings: none, decoder"),
+                        ("--max-words", "at most this many words per side"),
+                        ("--vocab-size", "target size of the joint subword vocabulary (default: 2000)"),
+                        ("--print-config", "print the resolved configuration")):
+        assert flag in help_text and words in help_text, (flag, words)
+    assert "--pad-id" not in help_text and "--bos-id" not in help_text  # the tokenizer sets them
+
+
+def _help(capsys, args) -> str:
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0
+    return out

@@ -90,6 +90,14 @@ class LMTask:
     def build_model(self, model_config) -> nn.Module:
         return GPT(model_config)
 
+    def describe(self, trainer: Trainer) -> tuple[str, str]:
+        """(the model, the data) in the words of the start-up line."""
+        m, c, tok = trainer.model_config, trainer.corpus, trainer.tokenizer
+        return (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}, "
+                f"attention {m.attention}",
+                f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
+                f"{tok.kind} tokenizer, {tok.vocab_size} tokens)")
+
 
 def to_device(x, device: torch.device):
     """A tensor, or a tuple of tensors, on ``device``."""
@@ -648,19 +656,13 @@ class Trainer:
         m, t = self.model_config, self.config.train
         start = f"resuming at step {self.start_step} of {t.max_steps}" if self.start_step else f"{t.max_steps} steps"
         procs = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
-        keys = ("n_layer", "n_head", "n_embd", "block_size")
-        shape = (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}"
-                 if all(hasattr(m, k) for k in keys) else type(m).__name__)
-        c = getattr(self, "corpus", None)  # the language-model task's text; other tasks name their own
-        data = (f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
-                f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens)" if c is not None
-                else f"task {type(self.task).__name__}")
+        describe = getattr(self.task, "describe", None)  # each task names its model and data
+        shape, data = describe(self) if describe else (type(m).__name__, f"task {type(self.task).__name__}")
         per_step = (f"{t.batch_size * t.grad_accum} x {m.block_size} tokens" if hasattr(m, "block_size")
-                    else f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens")
+                    else f"about {self.tokens_per_step // max(self.dist.world_size, 1):,} target tokens")
         n = self.model.num_params()
         size = f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}"
-        return (f"train: {size} parameters ({shape}, "
-                f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
+        return (f"train: {size} parameters ({shape}, objective {t.objective}); {data}; "
                 f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
     def _write_summary(self, status: str, step: int, last_eval: dict, timer: Throughput, **extra) -> None:
