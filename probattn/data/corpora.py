@@ -29,8 +29,8 @@ CACHE_ENV = "PROBATTN_CACHE"
 
 
 class CorpusMissing(DataError):
-    """A named corpus that is not on this machine (and may not be downloaded): ``--print-config``
-    reports what it cannot know without it instead of failing."""
+    """A corpus (a named one that may not be downloaded, or a file) that is not on this machine:
+    ``--print-config`` reports what it cannot know without it instead of failing."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def read_text_file(path: str | Path) -> str:
     """Read UTF-8 text with one clear error for each way it can fail."""
     p = Path(path)
     if not p.exists():
-        raise DataError(f"data file not found: {p}")
+        raise CorpusMissing(f"data file not found: {p}")
     if p.is_dir():
         raise DataError(f"expected a text file but {p} is a folder")
     raw = p.read_bytes()
