@@ -202,6 +202,38 @@ def _sanitise(o: Any) -> tuple[Any, dict[str, str]]:
     return o, {}
 
 
+_PATH = re.compile(r"^(.*?)((?:\[\d+\])*)$")
+_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def restore_non_finite(o: Any) -> Any:
+    """The inverse of :func:`json_safe` on parsed JSON: each null that an object's ``_non_finite``
+    explains becomes its NaN or infinity again, and the record goes (for probattn's own caches and
+    metrics, which compute with the numbers)."""
+    if isinstance(o, list):
+        return [restore_non_finite(v) for v in o]
+    if not isinstance(o, dict):
+        return o
+    out = {k: restore_non_finite(v) for k, v in o.items() if k != NON_FINITE_KEY}
+    record = o.get(NON_FINITE_KEY)
+    if not isinstance(record, dict):
+        return out if record is None else {**out, NON_FINITE_KEY: record}
+    for path, name in record.items():
+        key, indexes = _PATH.match(path).groups()
+        if key not in out or name not in _NUMBERS:
+            continue
+        holder, last = out, key
+        for index in map(int, re.findall(r"\d+", indexes)):
+            holder, last = holder[last], index
+        holder[last] = _NUMBERS[name]
+    return out
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file probattn wrote, its non-finite numbers restored (see :func:`restore_non_finite`)."""
+    return restore_non_finite(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
 def _default(o: Any) -> Any:
     if hasattr(o, "tolist"):  # tensors and numpy arrays
         return json_safe(o.tolist())

@@ -103,6 +103,17 @@ def test_the_json_writer_turns_non_finite_numbers_into_null_with_the_reason(tmp_
     assert _strict((tmp_path / "x.json").read_text()) == {"v": None, NON_FINITE_KEY: {"v": "NaN"}}
 
 
+def test_probattns_own_readers_get_the_non_finite_numbers_back(tmp_path):
+    from probattn.io import read_json, write_json
+
+    nan, inf = float("nan"), float("inf")
+    data = {"loss": nan, "ok": 1.5, "curve": [1.0, inf, -inf], "pairs": [[nan, 2.0]],
+            "nested": {"acc": -inf, "rows": [{"x": nan}, {"y": None}]}, "none": None, "_other": 1}
+    write_json(tmp_path / "d.json", data)
+    # json.dumps writes NaN as NaN, so equal text means equal values, NaN in the same places
+    assert json.dumps(read_json(tmp_path / "d.json"), sort_keys=True) == json.dumps(data, sort_keys=True)
+
+
 def test_metrics_jsonl_is_strict_json_and_the_csv_keeps_its_columns(tmp_path):
     from probattn.train.metrics import MetricsLogger, read_jsonl
 
@@ -112,7 +123,9 @@ def test_metrics_jsonl_is_strict_json_and_the_csv_keeps_its_columns(tmp_path):
     logger.close()
     rows = [_strict(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[1] == {"step": 2, "split": "valid", "loss": None, "acc": 0.5, "_non_finite": {"loss": "NaN"}}
-    assert read_jsonl(tmp_path / "metrics.jsonl") == rows
+    again = read_jsonl(tmp_path / "metrics.jsonl")  # probattn's own reader gets the NaN back
+    assert math.isnan(again[1].pop("loss")) and again[1] == {"step": 2, "split": "valid", "acc": 0.5}
+    assert again[0] == rows[0]
     assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,split,loss,acc", "1,train,2.0,",
                                                                   "2,valid,nan,0.5"]
 

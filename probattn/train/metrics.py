@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import NON_FINITE_KEY, append_text, atomic_write_text, dumps_json
+from ..io import NON_FINITE_KEY, append_text, atomic_write_text, dumps_json, restore_non_finite
 
 __all__ = ["MetricsLogger", "atomic_write_text", "read_jsonl"]
 
@@ -27,7 +27,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                rows.append(restore_non_finite(json.loads(line)))
             except json.JSONDecodeError:
                 break  # a torn last line from a killed run: keep what is whole
     return rows

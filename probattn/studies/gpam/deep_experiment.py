@@ -26,7 +26,7 @@ from ...data.corpora import default_text, local_splits
 from ...errors import ProbattnError
 from ...experiments.common import finished_result, paired_differences, resumable
 from ...experiments.context import ExperimentContext
-from ...io import atomic_write_text, write_json
+from ...io import atomic_write_text, read_json, write_json
 from ...report import paired_t_interval, summarize
 from ...runs import evaluate_tokens, load_run
 from ...train import RunConfig, apply_overrides, preset_config, train
@@ -159,8 +159,8 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
     """Train (or resume, or reuse) one run, then score its best checkpoint on the tune and test
     texts; the numbers are stored in ``measure.json`` with the configuration they belong to."""
     cache = run_dir / "measure.json"
-    if cache.exists() and _same_run(json.loads(cache.read_text())["config"], cfg.to_dict()):
-        return json.loads(cache.read_text())
+    if cache.exists() and _same_run(read_json(cache)["config"], cfg.to_dict()):
+        return read_json(cache)
     result = finished_result(cfg, run_dir)  # finished but never scored (stopped while scoring)
     if result is None:
         resume = resumable(cfg, run_dir)
