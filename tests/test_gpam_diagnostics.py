@@ -195,7 +195,7 @@ def test_diagnose_run_rejects_init_only_flags(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     code = main(["diagnose", "--run", str(run_dir), "--n-layer", "4", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "apply to --attention" in err[0]
+    assert code != 0 and len(err) == 1 and "--n-layer applies to --attention" in err[0]
 
 
 def test_diagnose_prints_the_attention_map_and_the_faithfulness_sweep(tmp_path, capsys):

@@ -91,7 +91,8 @@ def _load_source(args):
                                           ("--n-layer", args.n_layer), ("--preset", args.preset),
                                           ("--seed", args.seed)) if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} apply to --attention (a model at initialisation), not to --run")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} to --attention (a model at initialisation), not to --run")
         run = load_run(args.run, args.checkpoint or "best", device=args.device)
         corpus = run_corpus(run, None, data_dirs)
         idx = _windows(run.encode(corpus.valid), run.model.config.block_size, args.sequences)
