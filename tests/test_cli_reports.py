@@ -1,5 +1,6 @@
 """Class: reports that mislead. Throughput from a dozen steps, a paper headline judged from a
-smoke run, a clean loss whose tokens are not named."""
+smoke run, a clean loss whose tokens are not named, JSON with bare NaN (null and the reason
+instead), a progress bar showing a stale validation loss."""
 
 import json
 import math

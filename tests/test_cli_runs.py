@@ -1,6 +1,7 @@
 """Classes: resumes of finished, diverged, interrupted and half-started runs; two writers of one
 run folder; temporary files a killed writer left; file permissions. Through the real entry point:
-exit code, one error line, and the folder exactly as it was when a command refuses."""
+exit code, one error line, and the folder exactly as it was when a command refuses. Also: a
+config.json of the wrong shape, the vocabulary it records, and a checkpoint that is not there."""
 
 import os
 import signal

@@ -1,6 +1,8 @@
 """Class: numbers that parse but mean nothing (NaN, infinities, out-of-range values), for every
 numeric flag of every command. Each is refused while parsing, with one line naming the flag,
-before anything is read or written."""
+before anything is read or written. Also: what would be silently dropped (a KEY=VALUE key given
+twice, a flag this kind of run ignores, --valid-data holding the training text, argv bytes that
+are not UTF-8)."""
 
 import json
 
