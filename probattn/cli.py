@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Interrupted, ProbattnError
-from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
+from .options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, KeyValueList, device_flag, number, text_flag
 from .outputs import check_results_folder, replace_foreign_results
 
 # Flags whose names differ from their config field.
@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         message = " ".join(message.split())
-        message = re.sub(r"^argument ([^:]+): must be", r"\1 must be", message)
+        message = re.sub(r"^argument ([^:]+): (must be|is not) ", r"\1 \2 ", message)
         self.exit(2, f"probattn: error: {message} (see {self.prog} --help)\n")
 
     def _get_value(self, action, arg_string):
@@ -85,6 +85,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
     from .model import GPTConfig
     from .options import number
     from .train import DataConfig, TrainConfig, preset_config
+    from .train.config import TOKENIZER_FIELDS
 
     shown = shown or preset_config("quick").to_dict()
     sections = sections or (("model", GPTConfig), ("train", TrainConfig), ("data", DataConfig))
@@ -92,8 +93,8 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
         group = parser.add_argument_group(f"{section} settings (override the preset; the defaults "
                                           "shown are the quick preset's)")
         for name, f, tp in _field_flags(cls):
-            if (section, name) == ("model", "vocab_size"):
-                continue  # set by the tokenizer
+            if section == "model" and name in TOKENIZER_FIELDS:
+                continue  # set by the tokenizer when the run starts
             flag = "--" + FLAG_NAMES.get((section, name), name.replace("_", "-"))
             dest = f"cfg__{section}__{name}"
             base = _base_type(tp)
@@ -105,7 +106,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=None, shown: dict
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             elif base is dict:
-                group.add_argument(flag, action="append", type=_parse_option, metavar="KEY=VALUE", **kw)
+                group.add_argument(flag, action=KeyValueList, type=_parse_option, metavar="KEY=VALUE", **kw)
             elif base is tuple:
                 group.add_argument(flag, action="append", metavar="DIR", **kw)
             elif rng is not None:
@@ -183,13 +184,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.print_config:
         check_results_folder(out, "--out", "train", overwrite=args.overwrite or args.resume)
     config = apply_overrides(base_config(args, out, RunConfig.from_dict, preset_config), overrides)
-    if args.print_config:  # the resolved configuration, nothing trained or written
-        print(config.to_json())
-        return 0
-    if args.overwrite:
-        replace_foreign_results(out, "train")
     trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, announce=True)
+    if args.print_config:  # the resolved configuration, nothing trained or written
+        return print_config(trainer)
+    if args.overwrite:
+        replace_foreign_results(out, "train")
 
     def done(result) -> str:
         final = result.final
@@ -201,6 +201,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return fit(trainer, "train", out, done)
 
 
+def print_config(trainer) -> int:
+    """``--print-config``: the configuration the run would record, the tokenizer's fields (the
+    vocabulary size) included; nothing trained, written or downloaded. When the corpus is not
+    here yet those fields are null and one note on stderr says why."""
+    from .data.corpora import CorpusMissing
+    from .train.config import TOKENIZER_FIELDS
+
+    config = trainer.config
+    trainer.config = dataclasses.replace(config, data=dataclasses.replace(config.data, download=False))
+    try:
+        resolved = dataclasses.replace(trainer.resolved_config(), data=config.data).to_dict()
+    except CorpusMissing as e:
+        resolved = config.to_dict()
+        for name in TOKENIZER_FIELDS:
+            if name in resolved["model"]:
+                resolved["model"][name] = None
+        print(f"probattn: note: {', '.join(n for n in TOKENIZER_FIELDS if n in resolved['model'])} "
+              f"printed as null: the tokenizer is built from the corpus, which is not here ({e})", file=sys.stderr)
+    finally:
+        trainer.config = config
+    print(json.dumps(resolved, indent=2, sort_keys=True))
+    return 0
+
+
 def base_config(args: argparse.Namespace, out: Path, from_dict, preset):
     """What a train command starts from: on ``--resume`` the configuration saved in ``out``,
     else ``preset(args.preset or "quick")`` (the flags' overrides go on top)."""
@@ -210,9 +234,15 @@ def base_config(args: argparse.Namespace, out: Path, from_dict, preset):
     if not saved.exists():
         raise ConfigError(f"nothing to resume: {saved} does not exist (start a new run without --resume)")
     try:
-        return from_dict(json.loads(saved.read_text()))
+        data = json.loads(saved.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{saved} is not UTF-8 text") from None
     except json.JSONDecodeError:
         raise ConfigError(f"{saved} is not valid JSON") from None
+    try:
+        return from_dict(data, complete=True)
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: {e}") from None
 
 
 def fit(trainer, command: str, out: Path, done) -> int:
@@ -259,7 +289,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .io import atomic_write_text, check_output_file
+    from .io import check_output_file, write_json
     from .runs import bits_per_char, evaluate_tokens, load_run, run_corpus
 
     if args.json:
@@ -276,7 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{metrics['bits_per_char']:.4f} bits/char, accuracy {metrics['acc']:.4f} "
           f"over {metrics['tokens']:,} tokens")
     if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+        write_json(args.json, metrics, indent=2)
     return 0
 
 
@@ -432,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate text from a trained run")
     _add_run_args(p)
-    p.add_argument("--prompt", default="")
+    p.add_argument("--prompt", type=text_flag, default="", help="the text to continue (UTF-8)")
     p.add_argument("--num-tokens", type=number(NON_NEGATIVE_INT), default=300,
                    help="tokens generated after the prompt (default 300)")
     p.add_argument("--num-samples", type=number(POSITIVE_INT), default=1)

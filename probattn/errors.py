@@ -16,6 +16,11 @@ class ConfigError(ProbattnError):
     """An invalid configuration value or an unknown name (preset, attention, experiment)."""
 
 
+class UnsupportedModel(ConfigError):
+    """An object the Hugging Face integration cannot use: not a transformers model, or an
+    architecture whose attention probattn mechanisms do not compute."""
+
+
 class DataError(ProbattnError):
     """A corpus or text that cannot be used: missing, empty, undecodable, too short."""
 

@@ -1,5 +1,8 @@
 """Files a person or a later run reads: written atomically, JSON that is always valid.
 
+JSON goes through :func:`dumps_json` / :func:`write_json` (``allow_nan=False`` after
+:func:`json_safe`): a NaN or infinity becomes null and the object holding it records what it was.
+
 Every file probattn writes goes through :func:`atomic_write_bytes` (or :func:`append_text`), so
 these hold everywhere: a failed write leaves the old file (or none) and no temporary file; a
 full disk, a read-only folder or a path through a regular file is one
@@ -225,26 +228,102 @@ def remove_leftover_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
-def json_safe(o: Any) -> Any:
-    """NaN and infinities are not JSON: write them as strings, recursively."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    if isinstance(o, dict):
-        return {str(k): json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [json_safe(v) for v in o]
+#: the key under which a JSON object records the members that were NaN or infinite
+NON_FINITE_KEY = "_non_finite"
+
+
+def _number_name(x: float) -> str:
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _to_plain(o: Any) -> Any:
+    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):  # tensors, numpy arrays and scalars
+        return o.tolist()
     return o
+
+
+def json_safe(o: Any) -> Any:
+    """``o`` with every NaN or infinity replaced by null, the reason recorded beside it.
+
+    Each JSON object that held such a number (directly or in its lists) gains
+    ``"_non_finite": {"loss": "NaN", "curve[3]": "Infinity"}``, so a reader sees both that the
+    value is missing and why; a bare list or number has no object to record it in and keeps the
+    null only. Tensors and numpy values become lists and numbers on the way.
+    """
+    clean, _ = _sanitise(_to_plain(o))
+    return clean
+
+
+def _sanitise(o: Any) -> tuple[Any, dict[str, str]]:
+    """(clean value, {path below this value: what the number was}) for the nearest object."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None, {"": _number_name(o)}
+    if isinstance(o, dict):
+        out, found = {}, {}
+        for k, v in o.items():
+            clean, below = _sanitise(_to_plain(v))
+            out[str(k)] = clean
+            if isinstance(v, dict):
+                continue  # an object records its own
+            for path, name in below.items():
+                found[f"{k}{path}"] = name
+        if found:
+            out[NON_FINITE_KEY] = {**out.get(NON_FINITE_KEY, {}), **found} \
+                if isinstance(out.get(NON_FINITE_KEY), dict) else found
+        return out, {}
+    if isinstance(o, (list, tuple)):
+        out_list, found = [], {}
+        for i, v in enumerate(o):
+            clean, below = _sanitise(_to_plain(v))
+            out_list.append(clean)
+            for path, name in below.items():
+                found[f"[{i}]{path}"] = name
+        return out_list, found
+    return o, {}
+
+
+_PATH = re.compile(r"^(.*?)((?:\[\d+\])*)$")
+_NUMBERS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def restore_non_finite(o: Any) -> Any:
+    """The inverse of :func:`json_safe` on parsed JSON: each null that an object's ``_non_finite``
+    explains becomes its NaN or infinity again, and the record goes (for probattn's own caches and
+    metrics, which compute with the numbers)."""
+    if isinstance(o, list):
+        return [restore_non_finite(v) for v in o]
+    if not isinstance(o, dict):
+        return o
+    out = {k: restore_non_finite(v) for k, v in o.items() if k != NON_FINITE_KEY}
+    record = o.get(NON_FINITE_KEY)
+    if not isinstance(record, dict):
+        return out if record is None else {**out, NON_FINITE_KEY: record}
+    for path, name in record.items():
+        key, indexes = _PATH.match(path).groups()
+        if key not in out or name not in _NUMBERS:
+            continue
+        holder, last = out, key
+        for index in map(int, re.findall(r"\d+", indexes)):
+            holder, last = holder[last], index
+        holder[last] = _NUMBERS[name]
+    return out
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file probattn wrote, its non-finite numbers restored (see :func:`restore_non_finite`)."""
+    return restore_non_finite(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def _default(o: Any) -> Any:
     if hasattr(o, "tolist"):  # tensors and numpy arrays
-        return o.tolist()
+        return json_safe(o.tolist())
     return str(o)
 
 
-def dumps_json(o: Any, indent: int | None = 2) -> str:
-    return json.dumps(json_safe(o), indent=indent, default=_default)
+def dumps_json(o: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """The one JSON encoder of what probattn writes: always valid JSON (no bare NaN/Infinity)."""
+    return json.dumps(json_safe(o), indent=indent, sort_keys=sort_keys, default=_default, allow_nan=False)
 
 
-def write_json(path: str | Path, o: Any) -> None:
-    atomic_write_text(path, dumps_json(o) + "\n")
+def write_json(path: str | Path, o: Any, indent: int | None = 2, sort_keys: bool = False) -> None:
+    atomic_write_text(path, dumps_json(o, indent, sort_keys) + "\n")

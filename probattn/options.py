@@ -12,6 +12,8 @@ import dataclasses
 import json
 import math
 import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -102,12 +104,83 @@ def check_fields(obj: Any) -> None:
             raise ConfigError(f"{f.name} {problem}")
 
 
-def from_fields(cls: type, values: Mapping[str, Any], what: str | None = None):
-    """``cls(**values)``, but a name that is not one of the dataclass's fields is one error
-    (``unknown <what> field(s): ...``; ``what`` defaults to the class's name)."""
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of JSON (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _describe_type(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in args if a is not type(None)) + " or null"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if tp in names:
+        return names[tp]
+    if origin is tuple:
+        return f"a list of {_describe_type(args[0]).split(' ', 1)[1]}s" if args else "a list"
+    if origin is dict:
+        return "an object of KEY: VALUE"
+    return getattr(tp, "__name__", str(tp))
+
+
+def type_problem(tp: Any, value: Any) -> str | None:
+    """None when a value read from JSON fits the field annotation ``tp`` (str, int, float,
+    bool, ``X | None``, ``tuple[X, ...]``, ``dict[str, ...]``), else what is wrong with it."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        ok = any(type_problem(a, value) is None for a in inner)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        ok = isinstance(value, (list, tuple)) and all(type_problem(args[0], v) is None for v in value)
+    elif origin is dict:
+        ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    else:
+        return None  # a type this check does not know: the dataclass's own checks decide
+    return None if ok else f"must be {_describe_type(tp)}, got {json_kind(value)} ({value!r:.60})"
+
+
+def from_fields(cls: type, values: Mapping[str, Any], what: str | None = None, complete: bool = False):
+    """``cls(**values)``, refusing with one error that names the field: a name that is not one of
+    the dataclass's fields (``unknown <what> field(s): ...``; ``what`` defaults to the class's
+    name), a value of the wrong JSON type, and with ``complete`` a field left out (a saved
+    configuration holds every field; a preset lists only what it changes)."""
+    what = what or cls.__name__
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{what} must be a JSON object of fields, got {json_kind(values)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown {what or cls.__name__} field(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown {what} field(s): {', '.join(map(str, unknown))}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        problem = type_problem(hints[name], value)
+        if problem:
+            raise ConfigError(f"{what} field {name} {problem}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+    if complete and missing:
+        raise ConfigError(f"{what} lacks field(s): {', '.join(missing)}")
     return cls(**values)
 
 
@@ -148,6 +221,8 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a key, got {text!r}")
     try:
         parsed: Any = json.loads(value, parse_constant=_no_constant)
     except ValueError as e:
@@ -157,6 +232,44 @@ def parse_key_value(text: str) -> tuple[str, Any]:
     if isinstance(parsed, float) and not math.isfinite(parsed):  # 1e999
         raise argparse.ArgumentTypeError(f"{key.strip()} must be a finite number, got {value!r}")
     return key.strip(), parsed
+
+
+class KeyValueList(argparse.Action):
+    """argparse ``action=`` for a repeatable ``KEY=VALUE`` flag (with ``type=parse_key_value``):
+    the pairs in the order given, and a key given twice is a usage error, not "the last wins"."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        key, value = values
+        items = getattr(namespace, self.dest, None)
+        items = [] if items is None or items is argparse.SUPPRESS else list(items)
+        for old_key, old_value in items:
+            if old_key == key:
+                raise argparse.ArgumentError(self, f"{key} given twice ({key}={json.dumps(old_value)} and "
+                                                   f"{key}={json.dumps(value)}); give each key once")
+        setattr(namespace, self.dest, [*items, (key, value)])
+
+
+def not_utf8(text: str) -> str | None:
+    """None for text that is valid Unicode, else what is wrong: bytes that are not UTF-8 reach
+    Python (argv, ``surrogateescape``) as lone surrogates, which no encoder or tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start:e.end]
+        try:
+            shown = "byte(s) " + " ".join(f"0x{b:02x}" for b in bad.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            shown = "a lone surrogate " + " ".join(f"U+{ord(c):04X}" for c in bad)
+        return f"is not valid UTF-8: {shown} at character {e.start}"
+    return None
+
+
+def text_flag(text: str) -> str:
+    """argparse ``type=`` for text given on the command line (``--text``, ``--prompt``)."""
+    problem = not_utf8(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem} (set a UTF-8 locale, or pass the text in a UTF-8 file)")
+    return text
 
 
 NON_FINITE_WORDS = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}

@@ -37,13 +37,15 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
         raise CheckpointError(f"run folder not found: {run_dir}")
     if run_dir.is_file():
         return run_dir
-    order = {"best": ("best.pt", "last.pt"), "last": ("last.pt", "best.pt")}
-    if which not in order:
+    if which not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {which!r}")
-    for name in order[which]:
-        path = run_dir / "checkpoints" / name
-        if path.exists():
-            return path
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if path.exists():  # never another checkpoint than the one asked for
+        return path
+    other = "last" if which == "best" else "best"
+    if (run_dir / "checkpoints" / f"{other}.pt").exists():
+        raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.pt), only the {other} "
+                              f"one: pass --checkpoint {other} to use it")
     raise CheckpointError(f"no checkpoint in {run_dir} (expected checkpoints/best.pt or last.pt)")
 
 

@@ -1,6 +1,7 @@
 """Classes: resumes of finished, diverged, interrupted and half-started runs; two writers of one
 run folder; temporary files a killed writer left; file permissions. Through the real entry point:
-exit code, one error line, and the folder exactly as it was when a command refuses."""
+exit code, one error line, and the folder exactly as it was when a command refuses. Also: a
+config.json of the wrong shape, the vocabulary it records, and a checkpoint that is not there."""
 
 import os
 import signal
@@ -234,3 +235,90 @@ def test_two_real_trainings_into_one_folder(tmp_path, capsys):
     step = load_checkpoint(run / "checkpoints" / "last.pt")[0]["step"]
     code, out, err = run_cli(["train", "--resume", "--out", run, "--max-steps", str(step + 2), "--no-progress"], capsys)
     assert code == 0 and f"done: {step + 2} steps" in out, err
+
+
+# -- a run's config.json of the wrong shape --------------------------------------------------------
+def _bad_configs(config):
+    """(what was done to config.json, the words the error must contain)."""
+    import copy
+
+    def edited(fn):
+        c = copy.deepcopy(config)
+        fn(c)
+        return c
+
+    return [
+        ([1, 2], "must be a JSON object with sections model, train, data, got a list"),
+        ("model", "must be a JSON object with sections model, train, data, got a string"),
+        (None, "got null"),
+        (edited(lambda c: c.update(model=[])), "model section must be a JSON object of fields, got a list"),
+        (edited(lambda c: c["model"].update(n_layer="1")),
+         "model section field n_layer must be an integer, got a string"),
+        (edited(lambda c: c["model"].update(n_layer=1.5)), "field n_layer must be an integer, got a number (1.5)"),
+        (edited(lambda c: c["model"].update(bias="false")), "field bias must be true or false, got a string"),
+        (edited(lambda c: c["model"].update(attention_options=[1])), "attention_options must be an object"),
+        (edited(lambda c: c["train"].update(lr=None)), "train section field lr must be a number, got null"),
+        (edited(lambda c: c["train"].update(objective_options="lam=1")), "objective_options must be an object"),
+        (edited(lambda c: c["data"].update(corpus=5)), "data section field corpus must be a string, got a number"),
+        (edited(lambda c: c["data"].update(data_dirs="dir")), "data_dirs must be a list of strings, got a string"),
+        (edited(lambda c: c["data"].update(data_dirs=[1])), "data_dirs must be a list of strings, got a list"),
+        (edited(lambda c: c["train"].update(nope=1)), "unknown train section field(s): nope"),
+        (edited(lambda c: c.update(extra={})), "unknown run configuration field(s): extra"),
+        (edited(lambda c: c.update(preset=3)), "run configuration field preset must be a string"),
+        (edited(lambda c: c["data"].pop("tokenizer")), "data section lacks field(s): tokenizer"),
+        (edited(lambda c: c.pop("train")), "the run configuration lacks train"),
+        (edited(lambda c: c["train"].update(max_steps=-1)), "max_steps must be a positive integer"),
+    ]
+
+
+def test_a_config_json_of_the_wrong_shape_is_one_line_naming_the_field(finished, tmp_path, capsys):
+    import json
+
+    config = json.loads((finished / "config.json").read_text())
+    for i, (bad, words) in enumerate(_bad_configs(config)):
+        run = _copy(finished, tmp_path / f"run{i}")
+        (run / "config.json").write_text(json.dumps(bad))
+        before = snapshot(run)
+        code, out, err = run_cli(["train", "--resume", "--out", run, "--max-steps", "8", "--no-progress"], capsys)
+        line = one_error_line(err)
+        assert code == 2 and out == "" and f"{run / 'config.json'}: " in line and words in line, (words, line)
+        assert snapshot(run) == before
+    run = _copy(finished, tmp_path / "latin1")
+    (run / "config.json").write_bytes(b'{"preset": "caf\xe9"}')
+    code, _, err = run_cli(["train", "--resume", "--out", run, "--max-steps", "8", "--no-progress"], capsys)
+    assert code == 2 and "config.json is not UTF-8 text" in one_error_line(err)
+
+
+def test_config_json_and_checkpoints_record_the_tokenizers_vocabulary(finished, tmp_path, capsys):
+    """103 characters in the embedded corpus, not the preset's placeholder 65; a run that recorded
+    the placeholder (before this was fixed) still resumes."""
+    import json
+
+    from probattn.runs import load_run
+
+    assert json.loads((finished / "config.json").read_text())["model"]["vocab_size"] == 103
+    run = load_run(finished)
+    assert run.config.model.vocab_size == run.model.config.vocab_size == run.tokenizer.vocab_size == 103
+    old = _copy(finished, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    config["model"]["vocab_size"] = 65
+    (old / "config.json").write_text(json.dumps(config))
+    code, out, _ = run_cli(["train", "--resume", "--out", old, "--max-steps", "8", "--no-progress"], capsys)
+    assert code == 0 and "done: 8 steps" in out
+    assert json.loads((old / "config.json").read_text())["model"]["vocab_size"] == 103
+
+
+# -- the checkpoint asked for, or a line saying which one there is ------------------------------------
+@pytest.mark.parametrize("command", [["sample", "--num-tokens", "2"], ["eval", "--max-tokens", "64"],
+                                     ["support-tokens", "--text", "the cat sat"], ["eval-robust", "--max-tokens", "64"],
+                                     ["diagnose", "--sequences", "1"]])
+def test_a_missing_checkpoint_is_never_replaced_by_the_other(finished, tmp_path, capsys, command):
+    for which, other in (("last", "best"), ("best", "last")):
+        run = _copy(finished, tmp_path / f"without-{which}")
+        (run / "checkpoints" / f"{which}.pt").unlink()
+        before = snapshot(run)
+        code, out, err = run_cli([command[0], "--run", run, "--checkpoint", which, *command[1:]], capsys)
+        assert code == 2 and out == ""
+        assert f"has no {which} checkpoint (checkpoints/{which}.pt), only the {other} one: pass --checkpoint " \
+               f"{other}" in one_error_line(err)
+        assert snapshot(run) == before

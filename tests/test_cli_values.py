@@ -1,6 +1,10 @@
 """Class: numbers that parse but mean nothing (NaN, infinities, out-of-range values), for every
 numeric flag of every command. Each is refused while parsing, with one line naming the flag,
-before anything is read or written."""
+before anything is read or written. Also: what would be silently dropped (a KEY=VALUE key given
+twice, a flag this kind of run ignores, --valid-data holding the training text, argv bytes that
+are not UTF-8)."""
+
+import json
 
 import pytest
 
@@ -385,3 +389,79 @@ def test_the_memory_of_the_machine_is_read_portably(monkeypatch):
         memory.available_memory()
     assert [memory.human_bytes(n) for n in (512, 1_500, 2.5e9, 3e12, 7.2e20)] == \
         ["512 bytes", "1.5 KB", "2.5 GB", "3.0 TB", "7.2e+08 TB"]
+
+# -- silent acceptance: a flag given twice, a flag this kind of run ignores, text that is not text --
+NOT_UTF8 = "ab\udcffc"  # what Python makes of the argv bytes 61 62 ff 63 (surrogateescape)
+
+SILENT = [
+    # a KEY=VALUE flag given twice is not "the last wins", for every such flag
+    (["train", "--attention", "gpam", "--attention-option", "lam=1", "--attention-option", "lam=2"],
+     "--attention-option: lam given twice (lam=1 and lam=2)"),
+    (["train", "--objective", "barrier", "--objective-option", "lam=0.1", "--objective-option", "lam=0.1"],
+     "--objective-option: lam given twice"),
+    (["train", "--attention-option", "trainable=true", "--attention-option", "lam=1", "--attention-option",
+      "trainable=false"], "trainable given twice"),
+    (["train-nmt", "--attention-option", "lam=1", "--attention-option", "lam=2"],
+     "--attention-option: lam given twice"),
+    (["train-nmt", "--enc-attention-options", "a=1", "--enc-attention-options", "a=\"x\""],
+     "--enc-attention-options: a given twice"),
+    (["train-nmt", "--objective-option", "label_smoothing=0.1", "--objective-option", "label_smoothing=0.2"],
+     "label_smoothing given twice"),
+    (["diagnose", "--attention", "gpam", "--attention-option", "lam=1", "--attention-option", "lam=0.5"],
+     "lam given twice"),
+    (["train", "--attention-option", "=3"], "expected KEY=VALUE with a key"),
+    # flags that this kind of run would ignore
+    (["eval-robust", *RUN, "--block-size", "64"], "--block-size does not apply to a probattn run"),
+    (["eval-robust", "--hf-model", "some-folder", "--checkpoint", "last"], "--checkpoint does not apply to --hf-model"),
+    (["support-tokens", "--hf-model", "some-folder", "--text", "abc", "--checkpoint", "best"],
+     "--checkpoint does not apply to --hf-model"),
+    (["diagnose", *RUN, "--seed", "3"], "--seed applies to --attention"),
+    (["diagnose", *RUN, "--preset", "tiny"], "--preset applies to --attention"),
+    (["diagnose", *RUN, "--preset", "tiny", "--seed", "1"], "--preset, --seed apply to --attention"),
+    (["diagnose", "--attention", "gpam", "--checkpoint", "last"], "--checkpoint applies to --run"),
+    (["diagnose", "--attention", "gpam", "--lam-neg", "2"], "--lam-neg sets lam- of the faithfulness sweep"),
+    (["eval-nmt", *RUN, "--bootstrap", "50"], "--bootstrap sets the resamples of the paired bootstrap"),
+    (["eval-nmt", *RUN, "--beam", "1", "--length-penalty", "0.6"], "--beam 1 decodes greedily"),
+    (["translate", *RUN, "--text", "Hallo", "--beam", "1", "--length-penalty", "2"], "--beam 1 decodes greedily"),
+    # bytes that are not UTF-8 in text given on the command line
+    (["sample", *RUN, "--prompt", NOT_UTF8], "--prompt is not valid UTF-8: byte(s) 0xff at character 2"),
+    (["support-tokens", *RUN, "--text", NOT_UTF8], "--text is not valid UTF-8: byte(s) 0xff"),
+    (["support-tokens", "--hf-model", "some-folder", "--text", "caf\udce9 cr\udce8me"],  # Latin-1 bytes
+     "--text is not valid UTF-8: byte(s) 0xe9 at character 3"),
+    (["translate", *RUN, "--text", "Hallo", NOT_UTF8], "--text is not valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("args, message", SILENT, ids=[" ".join(a).encode("ascii", "replace").decode()
+                                                        for a, _ in SILENT])
+def test_what_would_be_silently_dropped_is_refused_naming_the_flag(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("a file of the user's\n")
+    before = snapshot(tmp_path)
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and out == ""
+    assert message in one_error_line(err)
+    assert snapshot(tmp_path) == before
+
+
+def test_the_validation_file_must_not_be_the_training_text(tmp_path, monkeypatch, capsys):
+    """The same file by path, through a symlink, as a copy, and as a folder's own train split."""
+    from probattn.data import default_text
+
+    monkeypatch.chdir(tmp_path)
+    text = default_text()[:20_000]
+    (tmp_path / "c.txt").write_text(text)
+    (tmp_path / "copy.txt").write_text(text)
+    (tmp_path / "link.txt").symlink_to(tmp_path / "c.txt")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "train.txt").write_text(text)
+    (tmp_path / "folder" / "valid.txt").write_text(text[:5000])
+    before = snapshot(tmp_path)
+    for data, valid in (("c.txt", "c.txt"), ("c.txt", "./link.txt"), ("link.txt", "copy.txt"),
+                        ("folder", "folder/train.txt")):
+        code, out, err = run_cli(["train", "--data", data, "--valid-data", valid, "--print-config"], capsys)
+        assert code == 2 and out == ""
+        assert f"the validation file {valid} holds the same text as the training data" in one_error_line(err)
+    assert snapshot(tmp_path) == before
+    code, out, _ = run_cli(["train", "--data", "c.txt", "--valid-data", "folder/valid.txt", "--print-config"], capsys)
+    assert code == 0 and json.loads(out)["data"]["valid_data"] == "folder/valid.txt"

@@ -182,7 +182,8 @@ def test_diagnose_at_init_with_faithfulness_sweep(tmp_path):
 def test_diagnose_bad_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
     try:
-        code = main(["diagnose", "--preset", "tiny", "--out", str(out), *argv])
+        preset = ["--preset", "tiny"] if "--attention" in argv else []  # --preset is for --attention only
+        code = main(["diagnose", *preset, "--out", str(out), *argv])
     except SystemExit as e:  # usage errors end in argparse (one line, exit status 2)
         code = e.code
     err = capsys.readouterr().err.strip().splitlines()
@@ -194,4 +195,20 @@ def test_diagnose_run_rejects_init_only_flags(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     code = main(["diagnose", "--run", str(run_dir), "--n-layer", "4", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "apply to --attention" in err[0]
+    assert code != 0 and len(err) == 1 and "--n-layer applies to --attention" in err[0]
+
+
+def test_diagnose_prints_the_attention_map_and_the_faithfulness_sweep(tmp_path, capsys):
+    code = main(["diagnose", "--attention", "gpam", "--preset", "tiny", "--attention-option", "lam=0.5",
+                 "--sequences", "1", "--lam-sweep", "0,1.5", "--lam-neg", "0.5",
+                 "--out", str(tmp_path / "d")])
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
+    m, sweep = data["attention_map"], data["faithfulness"]
+    assert code == 0
+    assert (f"attention map of layer {m['layer']}: weights in [{m['min_weight']:.3g}, {m['max_weight']:.3g}], "
+            f"{100 * m['negative_fraction']:.1f}% negative") in out
+    assert f"random daGPAM stacks of {len(sweep['softmax']['rank_collapse']) - 1} layers, lam- = 0.5" in out
+    for lam, profile in zip((0, 1.5), sweep["profiles"]):
+        assert f"  lam+ = {lam:g}: {profile['rank_collapse'][-1]:.3g}" in out
+    assert f"  softmax stack: {sweep['softmax']['rank_collapse'][-1]:.3g}" in out

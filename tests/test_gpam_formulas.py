@@ -168,7 +168,7 @@ def test_diff_lambda_init_schedule_values():
     assert lambda_init_schedule(0) == pytest.approx(0.2)
     assert lambda_init_schedule(1) == pytest.approx(0.8 - 0.6 * math.exp(-0.3))
     assert lambda_init_schedule(40) == pytest.approx(0.8, abs=1e-5)
-    assert mech("diff", layer=3).lambda_init == pytest.approx(0.8 - 0.6 * math.exp(-0.9))
+    assert mech("diff", layer=3, n_layer=4).lambda_init == pytest.approx(0.8 - 0.6 * math.exp(-0.9))
     assert mech("diff", {"lambda_init": 0.5}).lambda_init == 0.5
 
 

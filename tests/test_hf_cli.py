@@ -64,3 +64,18 @@ def test_bad_hf_input_gives_one_error_line(folder, tmp_path, capsys):
     assert code == 2 and "strict maps without values" in err
     code, _, err = cli(capsys, "support-tokens", "--hf-model", folder, "--text", "ab")
     assert code == 2 and "at least three" in err
+
+
+def test_a_folder_with_custom_code_is_one_line_and_nothing_runs(folder, tmp_path, capsys):
+    import shutil
+
+    custom = tmp_path / "custom"
+    shutil.copytree(folder, custom)
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "x.Y"}}))
+    for command in (["support-tokens", "--hf-model", custom, "--text", TEXT],
+                    ["eval-robust", "--hf-model", custom, "--max-tokens", "64"]):
+        code, out, err = cli(capsys, *command)
+        lines = err.strip().splitlines()
+        assert code == 2 and out == "" and len(lines) == 1
+        assert "probattn never runs code from a model folder" in lines[0]

@@ -309,3 +309,58 @@ def test_a_skipped_mask_for_a_static_cache_prefill_is_refused_not_guessed():
     cache = transformers.StaticCache(config=model.config, max_cache_len=16)
     torch.testing.assert_close(model(IDS[:, :5], **{CACHE_KW: cache}, use_cache=True).logits,
                                model(IDS[:, :5], use_cache=False).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("thing", [torch.nn.Linear(4, 4), {"config": {}}, None, "gpt2",
+                                   "probattn GPT", torch.nn.Sequential()])
+def test_use_probattn_attention_on_what_is_not_a_transformers_model_says_so(thing):
+    from probattn.errors import UnsupportedModel
+    from probattn.model import GPT, GPTConfig
+
+    if thing == "probattn GPT":
+        thing = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    with pytest.raises(UnsupportedModel) as info:
+        use_probattn_attention(thing, "gpam")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("use_probattn_attention needs a transformers model "
+                                                      "(a PreTrainedModel), got ")
+    assert isinstance(info.value, ConfigError)  # caught where configuration errors are
+
+
+def _saved(tmp_path, name):
+    folder = tmp_path / name
+    tiny_llama().save_pretrained(folder)
+    return folder
+
+
+def test_folders_that_need_custom_code_or_unpickling_are_refused(tmp_path):
+    """Nothing from such a folder is run or unpickled: the refusal comes before transformers reads it."""
+    import json
+
+    from probattn.errors import DataError
+
+    custom = _saved(tmp_path, "custom")
+    config = json.loads((custom / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (custom / "config.json").write_text(json.dumps(config))
+    (custom / "modeling_evil.py").write_text("raise SystemExit('custom code ran')\n")
+    tok = _saved(tmp_path, "custom-tokenizer")
+    (tok / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["tok.Evil", None]}}))
+    pickled = _saved(tmp_path, "pickled")  # the weights as an older transformers pickled them
+    torch.save(tiny_llama().state_dict(), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    broken = _saved(tmp_path, "broken")
+    (broken / "config.json").write_text("[1, 2]")
+    cases = [(custom, "needs custom code (config.json has an auto_map: AutoModelForCausalLM); probattn never "
+                      "runs code from a model folder"),
+             (tok, "needs custom code (tokenizer_config.json has an auto_map: AutoTokenizer)"),
+             (pickled, "holds its weights only as pickles (pytorch_model.bin); probattn never unpickles"),
+             (broken, "config.json must be a JSON object, got list")]
+    for folder, words in cases:
+        with pytest.raises(DataError) as info:
+            load_pretrained(folder)
+        assert words in str(info.value), str(info.value)
+    # safetensors beside a pickle: the pickle is never read
+    both = _saved(tmp_path, "both")
+    (both / "pytorch_model.bin").write_bytes(b"not even a pickle")
+    torch.testing.assert_close(load_pretrained(both)(IDS).logits, tiny_llama()(IDS).logits)

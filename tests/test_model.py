@@ -197,3 +197,29 @@ def test_pre_ln_is_bit_identical_to_the_original_block_code():
     expected = model.lm_head(model.ln_f(x))
     assert torch.equal(model(idx)[0], expected)
     assert GPT(GPTConfig()).state_dict().keys() == GPT(GPTConfig(norm_position="pre")).state_dict().keys()
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    ((torch.tensor([[1, 2]]), -1), {}, "max_new_tokens must be an integer >= 0, got -1"),
+    ((torch.tensor([[1, 2]]), 2.5), {}, "max_new_tokens must be an integer >= 0, got 2.5"),
+    ((torch.tensor([[1, 2]]), 3), {"temperature": -0.1}, "temperature must be a finite number >= 0"),
+    ((torch.tensor([[1, 2]]), 3), {"temperature": float("nan")}, "temperature must be a finite number >= 0"),
+    ((torch.tensor([[1, 2]]), 3), {"temperature": float("inf")}, "temperature must be a finite number >= 0"),
+    ((torch.tensor([[1, 2]]), 3), {"top_k": 0}, "top_k must be a positive integer, got 0"),
+    ((torch.tensor([[1, 2]]), 3), {"top_k": 1.5}, "top_k must be a positive integer"),
+    ((torch.tensor([1, 2]), 3), {}, "idx must be a (batch, time) tensor of token ids with time >= 1, got (2,)"),
+    ((torch.zeros(1, 0, dtype=torch.long), 3), {},
+     "idx must be a (batch, time) tensor of token ids with time >= 1, got (1, 0)"),
+    (([[1, 2]], 3), {}, "idx must be a (batch, time) tensor of token ids with time >= 1, got list"),
+    ((torch.tensor([[1.0, 2.0]]), 3), {}, "idx must hold integer token ids, got torch.float32"),
+    ((torch.tensor([[1, 11]]), 3), {}, "token ids must be in [0, 11), got 1..11"),
+    ((torch.tensor([[-1, 2]]), 3), {}, "token ids must be in [0, 11), got -1..2"),
+])
+def test_generate_checks_its_arguments_as_the_command_line_does(args, kwargs, words):
+    from probattn.errors import ConfigError
+
+    model = small()
+    with pytest.raises(ConfigError) as info:
+        model.generate(*args, **kwargs)
+    assert f"generate: {words}" in str(info.value), str(info.value)
+    assert model.generate(torch.tensor([[1, 2]]), 0).tolist() == [[1, 2]]  # nothing asked, nothing added

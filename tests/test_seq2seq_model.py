@@ -110,3 +110,18 @@ def test_sharing_hooks_and_errors():
         cfg(norm="sandwich")
     with pytest.raises(ConfigError, match="pairs heads"):
         cfg(cross_attention="diff", n_head=1)
+
+
+@pytest.mark.parametrize("ids, words", [
+    ({"pad_id": 1}, "pad_id, bos_id and eos_id must be different tokens, got pad_id=1, bos_id=1, eos_id=2"),
+    ({"eos_id": 0}, "must be different tokens, got pad_id=0, bos_id=1, eos_id=0"),
+    ({"bos_id": 40}, "bos_id must be a token id in [0, vocab_size=40), got 40"),
+    ({"pad_id": -1}, "pad_id must be a token id in [0, vocab_size=40), got -1"),
+    ({"eos_id": 2.0}, "eos_id must be a token id in [0, vocab_size=40), got 2.0"),
+    ({"pad_id": False}, "pad_id must be a token id"),
+])
+def test_special_ids_that_collide_or_leave_the_vocabulary_are_refused(ids, words):
+    with pytest.raises(ConfigError) as info:
+        Seq2SeqConfig(vocab_size=40, **ids)
+    assert words in str(info.value), str(info.value)
+    assert Seq2SeqConfig(vocab_size=3, pad_id=2, bos_id=0, eos_id=1).vocab_size == 3  # any distinct ids fit

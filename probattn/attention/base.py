@@ -20,6 +20,13 @@ key position Tk - Tq + i). ``causal=False`` with Tq != Tk is cross-attention. A 
 allowed key (a padding query) returns zeros, with zero gradients: kernels see that row opened to
 every key (so nothing divides by zero) and the row is zeroed afterwards. Both paths resolve the
 mask through :func:`resolve_mask`, so they agree on every case.
+
+Checks and non-finite input, for every mechanism (done here, not in each one). ``forward``
+refuses inputs that are not ``(batch, n_head, time, head_dim)`` for the context it was built
+with, naming the shape it expected. A NaN or an infinity anywhere in a sequence's ``q``, ``k`` or
+``v`` makes that sequence's whole output (and its weights) NaN on both paths: fused kernels
+differ in what they make of a NaN (CPU SDPA returns finite numbers for a NaN query), and a
+finite result computed from a NaN would hide the fault.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..options import NoOptions, Options
+from ..errors import ConfigError
+from ..options import NON_NEGATIVE_INT, POSITIVE_INT, NoOptions, Options, Range
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,21 @@ class AttentionContext:
     block_size: int = 1024
     dropout: float = 0.0
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    _RANGES = {"n_head": POSITIVE_INT, "head_dim": POSITIVE_INT, "layer_idx": NON_NEGATIVE_INT,
+               "n_layer": POSITIVE_INT, "block_size": POSITIVE_INT, "dropout": Range(0, 1, hi_open=True)}
+
+    def __post_init__(self) -> None:
+        for name, rng in self._RANGES.items():
+            value = getattr(self, name)
+            if name == "dropout" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            problem = rng.problem(value)
+            if problem:
+                raise ConfigError(f"AttentionContext {name} {problem}")
+        if self.layer_idx >= self.n_layer:
+            raise ConfigError(f"AttentionContext layer_idx must be below n_layer={self.n_layer}, "
+                              f"got {self.layer_idx}")
 
 
 class AttentionMechanism(nn.Module):
@@ -93,10 +116,37 @@ class AttentionMechanism(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False, *,
                 causal: bool = True, attn_mask: Tensor | None = None):
         """Return ``(y, weights)``; ``weights`` is None unless requested."""
+        self.check_shapes(q, k, v)
         if need_weights or self.impl == "reference":
             y, w = self.reference(q, k, v, causal=causal, attn_mask=attn_mask)
-            return y, (w if need_weights else None)
-        return self.fast(q, k, v, causal=causal, attn_mask=attn_mask), None
+            w = w if need_weights else None
+        else:
+            y, w = self.fast(q, k, v, causal=causal, attn_mask=attn_mask), None
+        return nan_where_not_finite(y, w, q, k, v)
+
+    def check_shapes(self, q: Tensor, k: Tensor, v: Tensor) -> None:
+        """q: (B, n_head, Tq, head_dim); k: (B, n_head, Tk, head_dim); v: (B, n_head, Tk, any)."""
+        H, D = self.ctx.n_head, self.ctx.head_dim
+        expected = {"q": f"(batch, {H} heads, time, {D})", "k": f"(batch, {H} heads, time, {D})",
+                    "v": f"(batch, {H} heads, time, value size)"}
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            if not isinstance(t, Tensor) or t.dim() != 4:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"attention {self.name!r}: {name} must be a 4-D tensor {expected[name]}, "
+                                 f"got {got}")
+            if t.shape[1] != H:
+                raise ValueError(f"attention {self.name!r} was built for {H} heads: {name} must be "
+                                 f"{expected[name]}, got {tuple(t.shape)} ({t.shape[1]} heads)")
+        for name, t in (("q", q), ("k", k)):
+            if t.shape[-1] != D:
+                raise ValueError(f"attention {self.name!r} was built for head_dim {D}: {name} must be "
+                                 f"{expected[name]}, got {tuple(t.shape)}")
+        if not q.shape[0] == k.shape[0] == v.shape[0]:
+            raise ValueError(f"attention {self.name!r}: q, k and v must have one batch size, got "
+                             f"{q.shape[0]}, {k.shape[0]} and {v.shape[0]}")
+        if k.shape[-2] != v.shape[-2]:
+            raise ValueError(f"attention {self.name!r}: k and v must have one time length (one value per "
+                             f"key), got {k.shape[-2]} and {v.shape[-2]}")
 
     def fast(self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool = True,
              attn_mask: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
@@ -111,6 +161,27 @@ class AttentionMechanism(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, heads={self.ctx.n_head}, head_dim={self.ctx.head_dim}, impl={self.impl!r}"
+
+
+def nan_where_not_finite(y: Tensor, w: Tensor | None, q: Tensor, k: Tensor,
+                         v: Tensor) -> tuple[Tensor, Tensor | None]:
+    """NaN over every sequence (batch row) whose q, k or v holds a NaN or an infinity.
+
+    The test is the sum of each sequence's values (NaN and infinities survive a sum; a finite
+    sum past the float range, which no working model reaches, also counts); ``0 * sum`` is then 0,
+    or NaN for such a sequence, and is added to the output. One read of the inputs, no mask, no
+    host synchronisation; finite sequences keep their values and gradients exactly.
+    """
+    poison = None
+    for t in (q, k, v):
+        wide = torch.promote_types(t.dtype, torch.float32)
+        s = t.detach().sum(dim=(1, 2, 3), dtype=wide)
+        poison = s if poison is None else poison + s
+    poison = (poison * 0).view(-1, 1, 1, 1)
+    y = y + poison.to(y.dtype)
+    if w is not None:
+        w = w + poison.to(w.dtype)
+    return y, w
 
 
 def causal_mask(t_q: int, t_k: int, device: torch.device | None = None, strict: bool = False) -> Tensor:

@@ -29,6 +29,11 @@ DATA_ENV = "PROBATTN_DATA"
 CACHE_ENV = "PROBATTN_CACHE"
 
 
+class CorpusMissing(DataError):
+    """A corpus (a named one that may not be downloaded, or a file) that is not on this machine:
+    ``--print-config`` reports what it cannot know without it instead of failing."""
+
+
 @dataclass(frozen=True)
 class Corpus:
     name: str
@@ -161,7 +166,7 @@ def read_text_file(path: str | Path) -> str:
 
     p = Path(path)
     if not p.exists():
-        raise DataError(f"data file not found: {p}")
+        raise CorpusMissing(f"data file not found: {p}")
     if p.is_dir():
         raise DataError(f"expected a text file but {p} is a folder")
     st = p.stat()
@@ -233,6 +238,10 @@ def load_corpus(
             # without a train split the local valid split is the training text
             train, valid_text = splits.get("train") or splits["valid"], read_text_file(valid)
         test = splits.get("test")
+    if valid is not None and valid_text == train:
+        raise DataError(f"the validation file {valid} holds the same text as the training data of {spec!r}: "
+                        "its loss would measure memorisation; give a held-out file (or leave --valid-data "
+                        "out to split the corpus)")
     source = src.source if valid is None else f"{src.source} (validation: {valid})"
     corpus = Corpus(name=src.name, train=train, valid=valid_text, test=test, source=source,
                     notes=src.notes)
@@ -320,7 +329,7 @@ def _resolve_named(nc: NamedCorpus, data_dirs, download: bool, need_train: bool)
                 notes = (f"{nc.name}: no train split in {d}; its valid split is the training text",)
             return _Source(nc.name, str(d), splits=_read_splits(found), notes=notes)
     if not download:
-        raise DataError(
+        raise CorpusMissing(
             f"corpus {nc.name!r} not found in the data path "
             f"({', '.join(str(p) for p in data_search_path(data_dirs))}) and downloads are off"
         )

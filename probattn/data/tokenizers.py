@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..options import not_utf8
 
 
 def _codepoints(text: str) -> np.ndarray:
@@ -46,6 +47,8 @@ class CharTokenizer:
         pos = np.minimum(pos, len(self._sorted) - 1)
         bad = self._sorted[pos] != cps
         if bad.any():
+            if not_utf8(text):
+                raise DataError(f"the text {not_utf8(text)}")
             missing = self.unknown_chars(text)
             shown = ", ".join(repr(c) for c in missing[:8]) + (" ..." if len(missing) > 8 else "")
             raise DataError(
@@ -70,7 +73,11 @@ class ByteTokenizer:
         return []
 
     def encode(self, text: str) -> torch.Tensor:
-        data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"the text {not_utf8(text)}") from None
+        data = np.frombuffer(raw, dtype=np.uint8)
         return torch.from_numpy(data.astype(np.int64))
 
     def decode(self, ids) -> str:

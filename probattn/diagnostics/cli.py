@@ -15,7 +15,16 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, device_flag, number
+from ..options import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    KeyValueList,
+    device_flag,
+    number,
+    parse_key_value,
+)
 
 
 def add_commands(subparsers) -> None:
@@ -24,40 +33,26 @@ def add_commands(subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a trained run folder (or checkpoint file)")
     source.add_argument("--attention", help="diagnose a freshly initialised model with this mechanism")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--attention-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="mechanism option for --attention (repeatable; JSON values)")
-    p.add_argument("--preset", default="quick", help="model preset for --attention (default quick)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None, help="with --run (default best)")
+    p.add_argument("--attention-option", action=KeyValueList, type=parse_key_value, default=[], metavar="KEY=VALUE",
+                   help="mechanism option for --attention (repeatable, each key once; JSON values)")
+    p.add_argument("--preset", default=None, help="model preset for --attention (default quick)")
     p.add_argument("--n-layer", type=number(POSITIVE_INT), default=None, help="override the preset's depth")
-    p.add_argument("--seed", type=number(SEED), default=0, help="initialisation seed for --attention")
+    p.add_argument("--seed", type=number(SEED), default=None, help="initialisation seed for --attention (default 0)")
     p.add_argument("--data-dir", action="append", default=None, help="folder searched for named corpora")
     p.add_argument("--sequences", type=number(POSITIVE_INT), default=4, help="validation windows to average over")
     p.add_argument("--layer", type=number(NON_NEGATIVE_INT), default=None,
                    help="layer whose attention map is drawn (default middle)")
     p.add_argument("--lam-sweep", default=None,
                    help="comma-separated lam+ values: faithfulness test (gpam stack, lam- fixed to --lam-neg)")
-    p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=1.0)
+    p.add_argument("--lam-neg", type=number(NON_NEGATIVE), default=None,
+                   help="lam- of the faithfulness stacks (with --lam-sweep; default 1)")
     p.add_argument("--out", default=None, help="output folder (default: <run>/diagnostics or "
                                                 "reports/diagnose/<attention>)")
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of another command found in --out (else refused)")
     p.set_defaults(func=cmd_diagnose)
-
-
-def _parse_options(items: list[str]) -> dict:
-    import argparse
-
-    from ..options import parse_key_value
-
-    out = {}
-    for item in items:
-        try:
-            key, value = parse_key_value(item)
-        except argparse.ArgumentTypeError as e:
-            raise ConfigError(f"--attention-option: {e}") from None
-        out[key] = value
-    return out
 
 
 def _parse_sweep(text: str | None) -> list[float] | None:
@@ -94,9 +89,13 @@ def _load_source(args):
         raise ConfigError("--sequences must be positive")
     data_dirs = tuple(args.data_dir or ())
     if args.run:
-        if args.attention_option or args.n_layer is not None:
-            raise ConfigError("--attention-option and --n-layer apply to --attention, not to --run")
-        run = load_run(args.run, args.checkpoint, device=args.device)
+        given = [flag for flag, value in (("--attention-option", args.attention_option or None),
+                                          ("--n-layer", args.n_layer), ("--preset", args.preset),
+                                          ("--seed", args.seed)) if value is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} to --attention (a model at initialisation), not to --run")
+        run = load_run(args.run, args.checkpoint or "best", device=args.device)
         corpus = run_corpus(run, None, data_dirs)
         idx = _windows(run.encode(corpus.valid), run.model.config.block_size, args.sequences)
         metrics_path = run.run_dir / "metrics.jsonl"
@@ -104,7 +103,10 @@ def _load_source(args):
         label = f"{run.model.config.attention} ({run.run_dir.name}, {run.checkpoint.stem})"
         out = Path(args.out) if args.out else run.run_dir / "diagnostics"
         return run.model, idx, label, records, out
-    model_overrides = {"attention": args.attention, "attention_options": _parse_options(args.attention_option)}
+    if args.checkpoint is not None:
+        raise ConfigError("--checkpoint applies to --run, not to --attention (a model at initialisation)")
+    args.preset, args.seed = args.preset or "quick", 0 if args.seed is None else args.seed
+    model_overrides = {"attention": args.attention, "attention_options": dict(args.attention_option)}
     if args.n_layer is not None:
         model_overrides["n_layer"] = args.n_layer
     config = apply_overrides(preset_config(args.preset), {"model": model_overrides})
@@ -182,12 +184,13 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from ..report.figures import plt, save_figure
 
     lam_sweep = _parse_sweep(args.lam_sweep)
-    if not (math.isfinite(args.lam_neg) and args.lam_neg >= 0):
-        raise ConfigError(f"--lam-neg must be a finite number >= 0, got {args.lam_neg}")
+    if args.lam_neg is not None and lam_sweep is None:
+        raise ConfigError("--lam-neg sets lam- of the faithfulness sweep: give --lam-sweep too")
+    lam_neg = 1.0 if args.lam_neg is None else args.lam_neg
     model, idx, label, records, out = _load_source(args)
     check_results_folder(out, "--out", "diagnose", args.overwrite)
     try:
-        results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, args.lam_neg)
+        results, figures = diagnose(model, idx, label, records, args.layer, lam_sweep, lam_neg)
     except ConfigError:
         plt().close("all")
         raise
@@ -199,5 +202,24 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     pure = results["pure_attention"]["rank_collapse"]
     print(f"{label}: rank collapse of the residual stream {full[0]:.3f} -> {full[-1]:.3f} over "
           f"{len(full) - 1} layers; pure attention stack {pure[0]:.3f} -> {pure[-1]:.3g}")
+    for line in summary_lines(results):
+        print(line)
     print(f"wrote {out / 'diagnostics.json'} and {len(figures)} figures")
     return 0
+
+
+def summary_lines(results: dict) -> list[str]:
+    """What a person reads after the rank-collapse line: the signed attention map (negative
+    weights are daGPAM's point) and, with ``--lam-sweep``, the faithfulness sweep per lam+."""
+    m = results["attention_map"]
+    lines = [f"attention map of layer {m['layer']}: weights in [{m['min_weight']:.3g}, {m['max_weight']:.3g}], "
+             f"{100 * m['negative_fraction']:.1f}% negative"]
+    sweep = results.get("faithfulness")
+    if sweep:
+        depth = len(sweep["softmax"]["rank_collapse"]) - 1
+        lines.append(f"faithfulness sweep (random daGPAM stacks of {depth} layers, lam- = {sweep['lam_neg']:g}): "
+                     f"rank collapse after the last layer")
+        for lam_pos, profile in zip(sweep["lam_pos"], sweep["profiles"]):
+            lines.append(f"  lam+ = {lam_pos:g}: {profile['rank_collapse'][-1]:.3g}")
+        lines.append(f"  softmax stack: {sweep['softmax']['rank_collapse'][-1]:.3g}")
+    return lines

@@ -186,6 +186,26 @@ class GPT(HookedMixin, nn.Module):
         return (logits, loss, qk) if return_qk else (logits, loss)
 
     @torch.no_grad()
+    def check_generate_args(self, idx: Tensor, max_new_tokens: int, temperature: float,
+                            top_k: int | None) -> None:
+        from ..errors import ConfigError
+        from ..options import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT
+
+        for name, value, rng in (("max_new_tokens", max_new_tokens, NON_NEGATIVE_INT),
+                                 ("temperature", temperature, NON_NEGATIVE),
+                                 ("top_k", top_k, None if top_k is None else POSITIVE_INT)):
+            problem = rng.problem(value) if rng else None
+            if problem:
+                raise ConfigError(f"generate: {name} {problem}")
+        if not isinstance(idx, Tensor) or idx.dim() != 2 or idx.shape[1] == 0:
+            got = tuple(idx.shape) if isinstance(idx, Tensor) else type(idx).__name__
+            raise ConfigError(f"generate: idx must be a (batch, time) tensor of token ids with time >= 1, got {got}")
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise ConfigError(f"generate: idx must hold integer token ids, got {idx.dtype}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            raise ConfigError(f"generate: token ids must be in [0, {self.config.vocab_size}), got "
+                              f"{int(idx.min())}..{int(idx.max())}")
+
     def generate(
         self,
         idx: Tensor,
@@ -194,9 +214,14 @@ class GPT(HookedMixin, nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Sample continuations; ``temperature=0`` is greedy decoding."""
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        """Sample continuations; ``temperature=0`` is greedy decoding.
+
+        The arguments are checked as the command line checks its flags (a
+        :class:`~probattn.errors.ConfigError` naming the argument): ``idx`` a (batch, time) tensor of
+        token ids in ``[0, vocab_size)`` with time >= 1, ``max_new_tokens`` >= 0,
+        ``temperature`` finite and >= 0, ``top_k`` a positive integer or None.
+        """
+        self.check_generate_args(idx, max_new_tokens, temperature, top_k)
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size :]
             logits = self(context)[0][:, -1, :].float()

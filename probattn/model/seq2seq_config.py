@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..options import from_fields
+from ..options import from_fields, setting
 
 NORMS = ("pre", "post")
 POSITIONS = ("sinusoidal", "learned")
@@ -18,36 +18,47 @@ KINDS = ("encoder", "decoder", "cross")
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
-    vocab_size: int = 1000  # one joint subword vocabulary for both languages
-    max_len: int = 128  # positions per side (source and target, BOS/EOS included)
-    n_enc_layer: int = 3
-    n_dec_layer: int = 3
-    n_head: int = 4
-    n_embd: int = 256
-    ffn: int = 1024
-    dropout: float = 0.1
-    attn_dropout: float = 0.0
-    act_dropout: float = 0.0
-    norm: str = "pre"
-    positions: str = "sinusoidal"
-    share: str = "decoder"
-    bias: bool = True
+    vocab_size: int = setting(1000, "one joint subword vocabulary for both languages (set by the tokenizer)")
+    max_len: int = setting(128, "positions per side (source and target, BOS/EOS included)")
+    n_enc_layer: int = setting(3, "encoder layers")
+    n_dec_layer: int = setting(3, "decoder layers")
+    n_head: int = setting(4, "attention heads per layer")
+    n_embd: int = setting(256, "model width (embedding size)")
+    ffn: int = setting(1024, "hidden width of the feed-forward sublayers")
+    dropout: float = setting(0.1, "dropout on embeddings and sublayer outputs")
+    attn_dropout: float = setting(0.0, "dropout on the attention weights")
+    act_dropout: float = setting(0.0, "dropout after the feed-forward activation")
+    norm: str = setting("pre", "LayerNorm placement: pre or post")
+    positions: str = setting("sinusoidal", "position encoding: sinusoidal or learned")
+    share: str = setting("decoder", "shared embeddings: none, decoder (target embedding = output "
+                         "projection) or all (source, target and output)")
+    bias: bool = setting(True, "biases in the linear layers and LayerNorms")
     #: attention mechanism per kind: encoder self-attention, decoder self-attention, cross-attention
-    enc_attention: str = "softmax"
-    dec_attention: str = "softmax"
-    cross_attention: str = "softmax"
-    enc_attention_options: dict[str, Any] = field(default_factory=dict)
-    dec_attention_options: dict[str, Any] = field(default_factory=dict)
-    cross_attention_options: dict[str, Any] = field(default_factory=dict)
-    pad_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
+    enc_attention: str = setting("softmax", "encoder self-attention mechanism (probattn list)")
+    dec_attention: str = setting("softmax", "decoder self-attention mechanism (probattn list)")
+    cross_attention: str = setting("softmax", "cross-attention mechanism (probattn list)")
+    enc_attention_options: dict[str, Any] = setting(help="encoder attention option, e.g. lam=0.1 (repeatable)",
+                                                    default_factory=dict)
+    dec_attention_options: dict[str, Any] = setting(help="decoder attention option (repeatable)",
+                                                    default_factory=dict)
+    cross_attention_options: dict[str, Any] = setting(help="cross-attention option (repeatable)",
+                                                      default_factory=dict)
+    pad_id: int = setting(0, "padding token id (set by the tokenizer)")
+    bos_id: int = setting(1, "begin-of-sentence token id (set by the tokenizer)")
+    eos_id: int = setting(2, "end-of-sentence token id (set by the tokenizer)")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "n_enc_layer", "n_dec_layer", "n_head", "n_embd", "ffn"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        special = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
+        for name, value in special.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise ConfigError(f"{name} must be a token id in [0, vocab_size={self.vocab_size}), got {value!r}")
+        if len(set(special.values())) < len(special):
+            raise ConfigError("pad_id, bos_id and eos_id must be different tokens, got "
+                              + ", ".join(f"{k}={v}" for k, v in special.items()))
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         for name in ("dropout", "attn_dropout", "act_dropout"):

@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_text, check_output_file
-from ..options import NON_NEGATIVE, POSITIVE_INT, device_flag, number
+from ..io import atomic_write_text, check_output_file, write_json
+from ..options import NON_NEGATIVE, POSITIVE_INT, KeyValueList, device_flag, number, text_flag
 from ..outputs import check_results_folder, replace_foreign_results
 
 KINDS = ("enc", "dec", "cross")
@@ -30,7 +29,7 @@ def _config_sections():
 
 
 def cmd_train_nmt(args: argparse.Namespace) -> int:
-    from ..cli import base_config, collect_overrides, fit
+    from ..cli import base_config, collect_overrides, fit, print_config
     from ..train import Trainer
     from .config import NMTRunConfig, nmt_overrides, nmt_preset
     from .task import NMTTask
@@ -42,13 +41,18 @@ def cmd_train_nmt(args: argparse.Namespace) -> int:
     if args.attention_option:
         for kind in KINDS:
             overrides.setdefault("model", {}).setdefault(f"{kind}_attention_options", dict(args.attention_option))
+    if not args.out and args.resume:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
     out = Path(args.out) if args.out else Path("runs") / f"nmt-{args.preset or 'quick'}"
-    check_results_folder(out, "--out", "train", overwrite=args.overwrite or args.resume)
+    if not args.print_config:
+        check_results_folder(out, "--out", "train", overwrite=args.overwrite or args.resume)
     config = nmt_overrides(base_config(args, out, NMTRunConfig.from_dict, nmt_preset), overrides)
+    trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, task=NMTTask(), announce=True)
+    if args.print_config:  # the resolved configuration, nothing trained or written
+        return print_config(trainer)
     if args.overwrite:
         replace_foreign_results(out, "train")
-    trainer = Trainer(config, out, resume=args.resume, overwrite=args.overwrite,
-                      progress=not args.no_progress, task=NMTTask())
     return fit(trainer, "train-nmt", out, lambda result: (
         f"done: {result.step} steps, best val nll {result.best_val_loss:.4f} "
         f"(ppl {math.exp(min(result.best_val_loss, 50)):.2f}), {trainer.task_info['train_pairs']} training "
@@ -73,6 +77,7 @@ def _read_input(args: argparse.Namespace) -> list[str]:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .runs import load_nmt_run, translate
 
+    _decoding_flags(args)
     if args.output:
         check_output_file(args.output, "--output")
     texts = _read_input(args)
@@ -89,6 +94,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_eval_nmt(args: argparse.Namespace) -> int:
     from .runs import evaluate_split, load_nmt_run
 
+    _decoding_flags(args)
+    if args.bootstrap is not None and not args.compare:
+        raise ConfigError("--bootstrap sets the resamples of the paired bootstrap against --compare: give "
+                          "--compare RUN too")
+    args.bootstrap = 1000 if args.bootstrap is None else args.bootstrap
     for flag, path in (("--hyps", args.hyps), ("--json", args.json)):
         if path:
             check_output_file(path, flag)
@@ -108,7 +118,7 @@ def cmd_eval_nmt(args: argparse.Namespace) -> int:
     if args.hyps:
         atomic_write_text(args.hyps, "".join(h + "\n" for h in hyps))
     if args.json:
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result, indent=2)
     return 0
 
 
@@ -133,12 +143,21 @@ def _compare(args: argparse.Namespace, run, result: dict, hyps: list[str]) -> di
     return {"run": str(args.compare), "scores": other_result, "bootstrap": boot}
 
 
+def _decoding_flags(args: argparse.Namespace) -> None:
+    """--length-penalty ranks finished beam hypotheses: with --beam 1 (greedy) it would be ignored."""
+    if args.length_penalty is not None and args.beam == 1:
+        raise ConfigError("--length-penalty ranks the hypotheses of a beam search; --beam 1 decodes greedily "
+                          "and has none to rank (drop it, or use --beam 2 or more)")
+    args.length_penalty = 1.0 if args.length_penalty is None else args.length_penalty
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, help="translation run folder (or a checkpoint file)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--beam", type=number(POSITIVE_INT), default=5, help="beam width (1: greedy)")
-    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=1.0, help="score / length ** alpha")
+    p.add_argument("--length-penalty", type=number(NON_NEGATIVE), default=None,
+                   help="beam search ranks by score / length ** alpha (default 1; not with --beam 1)")
     p.add_argument("--batch-size", type=number(POSITIVE_INT), default=32)
 
 
@@ -148,11 +167,13 @@ def add_commands(sub) -> None:
     p = sub.add_parser("train-nmt", help="train an encoder-decoder translation model (presets: smoke, quick, paper)")
     p.add_argument("--preset", default=None, help="smoke, quick (default) or paper")
     p.add_argument("--out", default=None, help="run folder (default runs/nmt-<preset>)")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration (preset + flags) as JSON and exit")
     p.add_argument("--attention", default=None, help="mechanism for all three kinds (see probattn list)")
-    p.add_argument("--attention-option", action="append", type=_parse_option, metavar="KEY=VALUE",
+    p.add_argument("--attention-option", action=KeyValueList, type=_parse_option, metavar="KEY=VALUE",
                    help="option for all three kinds' mechanism")
     from .config import nmt_preset
 
@@ -161,7 +182,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("translate", help="translate sentences with a trained translation run")
     _run_args(p)
-    p.add_argument("--text", nargs="+", default=None, help="one or more sentences")
+    p.add_argument("--text", type=text_flag, nargs="+", default=None, help="one or more sentences")
     p.add_argument("--file", default=None, help="one sentence per line")
     p.add_argument("--output", default=None, help="write the translations here (else stdout)")
     p.set_defaults(func=cmd_translate, beam=5)
@@ -177,5 +198,6 @@ def add_commands(sub) -> None:
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--compare", default=None, metavar="RUN",
                    help="a second run: scores on the same sentences and a paired bootstrap of the difference")
-    p.add_argument("--bootstrap", type=number(POSITIVE_INT), default=1000, help="bootstrap resamples (with --compare)")
+    p.add_argument("--bootstrap", type=number(POSITIVE_INT), default=None,
+                   help="bootstrap resamples (with --compare; default 1000)")
     p.set_defaults(func=cmd_eval_nmt)

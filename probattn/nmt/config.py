@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..model.seq2seq_config import Seq2SeqConfig
+from ..options import setting
 from ..train.config import SectionedConfig, TrainConfig, apply_overrides, preset_sections
 from .subword import KINDS
 
@@ -16,29 +17,30 @@ SMOOTHED_CE = {"objective": "label_smoothed_ce", "objective_options": {"label_sm
 
 @dataclass(frozen=True)
 class NMTDataConfig:
-    corpus: str = "ding"
-    src_lang: str = "de"
-    tgt_lang: str = "en"
-    #: train on the dictionary's phrase pairs too (ding), besides its example sentences
-    phrases: bool = True
-    #: keep only phrase pairs with at least this many words on each side (multiword phrases carry
-    #: word order and grammar; the 300k pairs with a one-word side mostly teach a lexicon)
-    phrase_min_words: int = 1
-    #: keep pairs with at most this many words per side (every split); None keeps all
-    max_words: int | None = None
-    #: every how many-th hash bucket of the sentences is valid / test (ding)
-    heldout_every: int = 20
-    #: at most this many training pairs (a deterministic subset); None keeps all
-    max_train_pairs: int | None = None
-    tokenizer: str = "bpe"
-    vocab_size: int = 8000
-    data_dirs: tuple[str, ...] = ()
-    download: bool = True
-    #: iwslt14: the SHA-256 of fairseq's de-en.tgz to insist on (else trust on first use: the first
-    #: download's digest is recorded in the cache and later preparations are checked against it)
-    iwslt14_sha256: str | None = None
-    #: multi30k: the test set (test2016, test2017, test2018, mscoco2017); None: the corpus' own test split
-    test_set: str | None = None
+    corpus: str = setting("ding", "translation corpus: ding, iwslt14, multi30k or a folder with "
+                          "train/valid/test files per language (train.de, train.en, ...)")
+    src_lang: str = setting("de", "source language (file suffix; multi30k: en, de, fr, cs)")
+    tgt_lang: str = setting("en", "target language (file suffix)")
+    phrases: bool = setting(True, "train on the dictionary's phrase pairs too (ding), besides its example "
+                            "sentences")
+    #: multiword phrases carry word order and grammar; the 300k pairs with a one-word side mostly
+    #: teach a lexicon
+    phrase_min_words: int = setting(1, "keep only phrase pairs with at least this many words on each side")
+    max_words: int | None = setting(None, "keep pairs with at most this many words per side (every split; "
+                                    "multi30k: train only; none: all)")
+    heldout_every: int = setting(20, "every how many-th hash bucket of the sentences is valid / test (ding)")
+    max_train_pairs: int | None = setting(None, "at most this many training pairs (a deterministic subset; "
+                                          "none: all)")
+    tokenizer: str = setting("bpe", "subword tokenizer: " + ", ".join(KINDS))
+    vocab_size: int = setting(8000, "target size of the joint subword vocabulary")
+    data_dirs: tuple[str, ...] = setting((), "folder searched for named corpora (repeatable; also "
+                                         "$PROBATTN_DATA)")
+    download: bool = setting(True, "download a missing named corpus (--no-download: error instead)")
+    #: else trust on first use: the first download's digest is recorded in the cache and later
+    #: preparations are checked against it
+    iwslt14_sha256: str | None = setting(None, "iwslt14: the SHA-256 of fairseq's de-en.tgz to insist on")
+    test_set: str | None = setting(None, "multi30k: the test set (test2016, test2017, test2018, mscoco2017; "
+                                   "none: the corpus' own test split)")
 
     def __post_init__(self) -> None:
         if self.tokenizer not in KINDS:
@@ -68,10 +70,10 @@ class NMTRunConfig(SectionedConfig):
     what: ClassVar[str] = "translation run configuration"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NMTRunConfig:
-        if data.get("task") != TASK:
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> NMTRunConfig:
+        if isinstance(data, dict) and data.get("task") != TASK:
             raise ConfigError("not a translation run configuration (a language-model run?)")
-        return super().from_dict(data)
+        return super().from_dict(data, complete)
 
 
 # Each preset lists only what differs from the dataclass defaults.

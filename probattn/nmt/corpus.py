@@ -26,7 +26,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..data.corpora import data_search_path, read_text_file
+from ..data.corpora import CorpusMissing, data_search_path, read_text_file
 from ..errors import DataError
 
 DING_SYSTEM_FILE = Path("/usr/share/trans/de-en")
@@ -126,7 +126,7 @@ def _ding_file(data_dirs) -> Path:
                 return base / folder / "de-en"
     if DING_SYSTEM_FILE.is_file():
         return DING_SYSTEM_FILE
-    raise DataError("corpus 'ding' not found: install it (apt-get install trans-de-en) or put a copy "
+    raise CorpusMissing("corpus 'ding' not found: install it (apt-get install trans-de-en) or put a copy "
                     "of de-en under trans/ in a --data-dir")
 
 

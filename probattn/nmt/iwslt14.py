@@ -32,9 +32,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..data.corpora import cache_dir, data_search_path, fetch_verified
+from ..data.corpora import CorpusMissing, cache_dir, data_search_path, fetch_verified
 from ..errors import ConfigError, DataError
-from ..io import _umask, atomic_write_bytes, atomic_write_text, output_error
+from ..io import _umask, atomic_write_bytes, atomic_write_text, output_error, write_json
 
 URLS = ("http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz",)
 HOME = "iwslt14"  # the folder in the cache that holds the archive, its record and the prepared text
@@ -223,7 +223,7 @@ def locate(data_dirs=(), download: bool = True, sha256: str | None = None) -> tu
                             f"given {want} (delete {folder.parent} to download again)")
         return folder, (_provenance(record),)
     if not download:
-        raise DataError(f"corpus 'iwslt14' not found: looked for {PREPARED}/train.de in "
+        raise CorpusMissing(f"corpus 'iwslt14' not found: looked for {PREPARED}/train.de in "
                         f"{', '.join(str(p) for p in data_search_path(data_dirs))} and downloads are off "
                         "(allow them with --download, or put the folder fairseq's prepare-iwslt14.sh writes "
                         "in a --data-dir)")
@@ -262,7 +262,7 @@ def prepare(home: Path, want: str | None = None) -> Path:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         record = {"url": url, "sha256": digest, "bytes": len(payload), "pinned": want is not None,
                   "date": record.get("date", now), "recipe": RECIPE, "recipe_version": RECIPE_VERSION}
-        atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+        write_json(record_path, record, indent=2)
     print(f"probattn: preparing IWSLT14 de-en in {home / PREPARED} (Moses tokenization of about 350k lines: "
           "a minute or two)", file=sys.stderr)
     splits = prepare_texts(archive_texts(payload))

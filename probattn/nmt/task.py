@@ -230,3 +230,15 @@ class NMTTask:
 
     def build_model(self, model_config: Seq2SeqConfig) -> nn.Module:
         return Seq2Seq(model_config)
+
+    def describe(self, trainer) -> tuple[str, str]:
+        """(the model, the data) in the words of the start-up line."""
+        m, c, tok, info = trainer.model_config, trainer.corpus, trainer.tokenizer, trainer.task_info
+        kinds = {m.enc_attention, m.dec_attention, m.cross_attention}
+        attention = (f"attention {kinds.pop()}" if len(kinds) == 1 else
+                     f"attention {m.enc_attention} / {m.dec_attention} / {m.cross_attention} "
+                     "(encoder / decoder / cross)")
+        return (f"{m.n_enc_layer} encoder + {m.n_dec_layer} decoder layers, {m.n_head} heads, width {m.n_embd}, "
+                f"max length {m.max_len}, {attention}",
+                f"data {c.name} {c.src_lang}-{c.tgt_lang} ({info['train_pairs']:,} train / {info['valid_pairs']:,} "
+                f"valid sentence pairs, {tok.kind} tokenizer, {tok.vocab_size} tokens)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
@@ -20,7 +20,9 @@ from ..options import (
     Range,
     check_fields,
     from_fields,
+    json_kind,
     setting,
+    type_problem,
 )
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -105,6 +107,16 @@ class TrainConfig:
 
 SECTIONS = ("model", "train", "data")
 
+#: model fields the run's tokenizer sets when the run starts (no flag sets them; a preset's
+#: value is a placeholder): config.json and checkpoints record the tokenizer's values
+TOKENIZER_FIELDS = ("vocab_size", "pad_id", "bos_id", "eos_id")
+
+
+def without_tokenizer_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with the model fields the tokenizer sets left out (for comparing runs)."""
+    model = {k: v for k, v in config.get("model", {}).items() if k not in TOKENIZER_FIELDS}
+    return {**config, "model": model}
+
 
 class SectionedConfig:
     """What a run configuration of three section dataclasses (:data:`SECTIONS`, typed by their
@@ -120,11 +132,29 @@ class SectionedConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        types = typing.get_type_hints(cls)
+    def from_dict(cls, data: dict[str, Any], complete: bool = False):
+        """Build from a dict; ``complete``: every section and field must be there (a saved
+        ``config.json``). A wrong shape is one error naming the section and the field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a {cls.what} must be a JSON object with sections {', '.join(SECTIONS)}, "
+                              f"got {json_kind(data)}")
+        hints = typing.get_type_hints(cls)
+        top = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(top))
+        if unknown:
+            raise ConfigError(f"unknown {cls.what} field(s): {', '.join(map(str, unknown))}; "
+                              f"allowed: {', '.join(top)}")
+        missing = [name for name in top if name not in data]
+        if complete and missing:
+            raise ConfigError(f"the {cls.what} lacks {', '.join(missing)}")
+        for name in top:
+            if name not in SECTIONS and name in data:
+                problem = type_problem(hints[name], data[name])
+                if problem:
+                    raise ConfigError(f"{cls.what} field {name} {problem}")
         try:
-            return cls(**{s: from_fields(types[s], data.get(s, {})) for s in SECTIONS},
-                       preset=data.get("preset", "custom"))
+            return cls(**{s: from_fields(hints[s], data.get(s, {}), f"{s} section", complete)
+                          for s in SECTIONS}, preset=data.get("preset", "custom"))
         except TypeError as e:
             raise ConfigError(f"invalid {cls.what}: {e}") from None
 

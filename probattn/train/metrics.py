@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import append_text, atomic_write_text, json_safe
+from ..io import NON_FINITE_KEY, append_text, atomic_write_text, dumps_json, restore_non_finite
 
 __all__ = ["MetricsLogger", "atomic_write_text", "read_jsonl"]
 
@@ -27,7 +27,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                rows.append(restore_non_finite(json.loads(line)))
             except json.JSONDecodeError:
                 break  # a torn last line from a killed run: keep what is whole
     return rows
@@ -51,7 +51,7 @@ class MetricsLogger:
         if resume_step is not None:
             # a resumed run replays steps after its checkpoint: drop what it will log again
             self.rows = [r for r in read_jsonl(self.jsonl) if r.get("step", 0) <= resume_step]
-        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        atomic_write_text(self.jsonl, "".join(dumps_json(r, indent=None) + "\n" for r in self.rows))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -69,9 +69,8 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = json_safe(record)
         self.rows.append(record)
-        append_text(self.jsonl, json.dumps(record) + "\n")
+        append_text(self.jsonl, dumps_json(record, indent=None) + "\n")
         step = record.get("step", 0)
         split = record.get("split", "train")
         numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
@@ -88,7 +87,8 @@ class MetricsLogger:
         for r in self.rows:
             columns += [k for k in r if k not in columns]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns)
+        columns = [c for c in columns if c != NON_FINITE_KEY]  # CSV writes nan itself
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.csv, buf.getvalue())

@@ -14,12 +14,11 @@ Run folder layout::
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from ..io import atomic_write_text, check_output_dir, write_json
 from ..model import GPT
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, without_tokenizer_fields
 from .distributed import (
     DistInfo,
     all_reduce_metrics,
@@ -94,6 +93,14 @@ class LMTask:
     def build_model(self, model_config) -> nn.Module:
         return GPT(model_config)
 
+    def describe(self, trainer: Trainer) -> tuple[str, str]:
+        """(the model, the data) in the words of the start-up line."""
+        m, c, tok = trainer.model_config, trainer.corpus, trainer.tokenizer
+        return (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}, "
+                f"attention {m.attention}",
+                f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
+                f"{tok.kind} tokenizer, {tok.vocab_size} tokens)")
+
 
 def to_device(x, device: torch.device):
     """A tensor, or a tuple of tensors, on ``device``."""
@@ -146,6 +153,9 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two config dicts and may not change on a resume (the fields the
+    tokenizer sets are compared through the tokenizer itself, not here)."""
+    old, new = without_tokenizer_fields(old), without_tokenizer_fields(new)
     diffs = []
     for section in ("model", "train", "data"):
         for key in sorted(set(old.get(section, {})) | set(new.get(section, {}))):
@@ -211,6 +221,13 @@ class Trainer:
     @property
     def best_checkpoint(self) -> Path:
         return self.run_dir / "checkpoints" / "best.pt"
+
+    def resolved_config(self):
+        """The configuration the run records in config.json: the model fields the tokenizer sets
+        (vocabulary size, special ids) filled in. Reads the corpus and builds the tokenizer;
+        writes nothing."""
+        self.task.prepare(self, None)
+        return replace(self.config, model=self.model_config)
 
     def fit(self) -> TrainResult:
         self.device = resolve_device(self.config.train.device, self.dist)
@@ -287,6 +304,7 @@ class Trainer:
     def _setup(self) -> None:
         meta = self._open_run_folder()
         self.task.prepare(self, meta)  # tokenizer, model_config, batches, eval_batches, tokens_per_step
+        self.config = replace(self.config, model=self.model_config)  # the tokenizer's vocabulary recorded
         self._build_model()
         self._build_optimizer(meta)
         self._choose_precision()
@@ -363,7 +381,7 @@ class Trainer:
     def _write_run_files(self) -> None:
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "config.json", self.config.to_json() + "\n")
-            atomic_write_text(self.run_dir / "vocab.json", json.dumps(self.tokenizer.to_dict()) + "\n")
+            write_json(self.run_dir / "vocab.json", self.tokenizer.to_dict(), indent=None)
 
     def _reset_loop_state(self) -> None:
         self._last_saved_step = self.start_step
@@ -583,6 +601,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.start_step, disable=not (self.progress and self.dist.is_main),
                    dynamic_ncols=True, desc=f"train {self.run_dir.name}", unit="step")
         last_eval: dict[str, float] = {}
+        shown = {"loss": math.nan, "val": self._latest_val_loss(), "tok_s": math.nan}  # the bar's postfix
         step = self.start_step
         interrupted = stopped_early = False
         timer = Throughput(self.tokens_per_step)
@@ -591,6 +610,7 @@ class Trainer:
         try:
             if self.start_step == 0:
                 last_eval = self._evaluate_and_log(0)
+                shown["val"] = last_eval["loss"]
             self.model.train()
             self.objective.train()
             timer.start()
@@ -608,13 +628,15 @@ class Trainer:
                     record["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
                     window_tokens, window_start = 0, time.perf_counter()
                     self.logger.log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", val=f"{last_eval.get('loss', math.nan):.4f}",
-                                    tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                    shown.update(loss=record["loss"], tok_s=record["tokens_per_s"])
+                    _show(bar, shown)
                 for cb in self.callbacks:
                     cb.on_step_end(self, step, record)
                 evaluated = step % t.eval_interval == 0 or step == t.max_steps
                 if evaluated:
                     last_eval = self._evaluate_and_log(step)
+                    shown["val"] = last_eval["loss"]
+                    _show(bar, shown)
                 patience_out = evaluated and self._patience_exhausted(step)
                 stop = broadcast_flag(self._stop_requested, self.dist, self.device)
                 if stop or patience_out or step % t.checkpoint_every == 0 or step == t.max_steps:
@@ -658,24 +680,25 @@ class Trainer:
             return False
         return step - self.best_step >= patience * self.config.train.eval_interval
 
+    def _latest_val_loss(self) -> float:
+        """The last validation loss logged before this (resumed) run's first step, else NaN."""
+        for record in reversed(getattr(self.logger, "rows", [])):
+            if record.get("split") == "valid" and isinstance(record.get("loss"), (int, float)):
+                return float(record["loss"])
+        return math.nan
+
     def plan(self) -> str:
         """One paragraph before the first step: what is trained, on what, where it goes."""
         m, t = self.model_config, self.config.train
         start = f"resuming at step {self.start_step} of {t.max_steps}" if self.start_step else f"{t.max_steps} steps"
         procs = f" x {self.dist.world_size} processes" if self.dist.world_size > 1 else ""
-        keys = ("n_layer", "n_head", "n_embd", "block_size")
-        shape = (f"{m.n_layer} layers, {m.n_head} heads, width {m.n_embd}, context {m.block_size}"
-                 if all(hasattr(m, k) for k in keys) else type(m).__name__)
-        c = getattr(self, "corpus", None)  # the language-model task's text; other tasks name their own
-        data = (f"data {c.name} ({len(c.train):,} train / {len(c.valid):,} valid characters, "
-                f"{self.tokenizer.kind} tokenizer, {self.tokenizer.vocab_size} tokens)" if c is not None
-                else f"task {type(self.task).__name__}")
+        describe = getattr(self.task, "describe", None)  # each task names its model and data
+        shape, data = describe(self) if describe else (type(m).__name__, f"task {type(self.task).__name__}")
         per_step = (f"{t.batch_size * t.grad_accum} x {m.block_size} tokens" if hasattr(m, "block_size")
-                    else f"{self.tokens_per_step // max(self.dist.world_size, 1):,} tokens")
+                    else f"about {self.tokens_per_step // max(self.dist.world_size, 1):,} target tokens")
         n = self.model.num_params()
         size = f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}"
-        return (f"train: {size} parameters ({shape}, "
-                f"attention {getattr(m, 'attention', '?')}, objective {t.objective}); {data}; "
+        return (f"train: {size} parameters ({shape}, objective {t.objective}); {data}; "
                 f"device {self.device}{procs}; {start} of {per_step}, seed {t.seed} -> {self.run_dir}")
 
     def _write_summary(self, status: str, step: int, last_eval: dict, timer: Throughput, **extra) -> None:
@@ -688,6 +711,12 @@ class Trainer:
                    "params": self.model.num_params(), "device": str(self.device),
                    "world_size": self.dist.world_size, **extra}
         write_json(self.run_dir / "summary.json", summary)
+
+
+def _show(bar, shown: dict[str, float]) -> None:
+    """The progress bar's postfix: the latest training loss, validation loss and tokens/s."""
+    bar.set_postfix(loss=f"{shown['loss']:.4f}", val=f"{shown['val']:.4f}", tok_s=f"{shown['tok_s']:.0f}",
+                    refresh=False)
 
 
 class Throughput:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...attention import AttentionContext, build_attention, causal_mask
-from ...errors import ConfigError
+from ...errors import ConfigError, UnsupportedModel
 
 IMPLEMENTATION = "probattn"
 MECHANISM_ATTR = "probattn_mechanism"
@@ -64,8 +64,8 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     found = [m for m in model.modules()
              if type(m).__name__.endswith("Attention") and isinstance(getattr(m, "layer_idx", None), int)]
     if not found:
-        raise ConfigError(f"no attention modules with a layer_idx found in {type(model).__name__}: "
-                          "the integration needs transformers' AttentionInterface models")
+        raise UnsupportedModel(f"no attention modules with a layer_idx found in {type(model).__name__}: "
+                               "the integration needs transformers' AttentionInterface models")
     return found
 
 
@@ -77,15 +77,15 @@ def text_config(config: Any) -> Any:
 def _check_architecture(model: nn.Module, config: Any) -> None:
     """Refuse, with the real reason, what the mechanisms cannot compute."""
     if getattr(config, "is_encoder_decoder", False):
-        raise ConfigError(f"{type(model).__name__} is an encoder-decoder model; probattn attention is causal "
-                          "self-attention (decoder-only models)")
+        raise UnsupportedModel(f"{type(model).__name__} is an encoder-decoder model; probattn attention is "
+                               "causal self-attention (decoder-only models)")
     for name in ("attn_logit_softcapping", "alibi"):
         if getattr(config, name, None):
-            raise ConfigError(f"{type(model).__name__} uses {name}, which probattn mechanisms do not compute")
+            raise UnsupportedModel(f"{type(model).__name__} uses {name}, which probattn mechanisms do not compute")
     set_impl = getattr(model, "_can_set_attn_implementation", None)
     if callable(set_impl) and not set_impl():
-        raise ConfigError(f"{type(model).__name__} does not dispatch attention through transformers' "
-                          "AttentionInterface, so its attention cannot be replaced")
+        raise UnsupportedModel(f"{type(model).__name__} does not dispatch attention through transformers' "
+                               "AttentionInterface, so its attention cannot be replaced")
 
 
 def _json_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +103,11 @@ def use_probattn_attention(model: nn.Module, attention: str = "softmax",
     The choice is recorded in ``model.config.probattn`` so ``save_pretrained`` keeps it and
     :func:`probattn.integrations.hf.load_pretrained` rebuilds it.
     """
+    transformers, *_ = transformers_modules()
+    if not isinstance(model, transformers.PreTrainedModel):
+        raise UnsupportedModel(f"use_probattn_attention needs a transformers model (a PreTrainedModel), got "
+                               f"{type(model).__module__}.{type(model).__qualname__}; a probattn GPT takes its "
+                               "mechanism from GPTConfig(attention=...)")
     register_probattn_implementation()
     config = text_config(model.config)
     _check_architecture(model, config)
@@ -115,8 +120,8 @@ def use_probattn_attention(model: nn.Module, attention: str = "softmax",
     ref = next(model.parameters())
     for module in attention_modules(model):
         if getattr(module, "is_causal", True) is False:
-            raise ConfigError(f"{type(module).__name__} (layer {module.layer_idx}) is not causal; probattn "
-                              "attention is causal self-attention")
+            raise UnsupportedModel(f"{type(module).__name__} (layer {module.layer_idx}) is not causal; "
+                                   "probattn attention is causal self-attention")
         head_dim = int(getattr(module, "head_dim", hidden // n_head))
         ctx = AttentionContext(n_head=n_head, head_dim=head_dim, layer_idx=module.layer_idx,
                                n_layer=n_layer, block_size=block, dropout=dropout, options=options)

@@ -60,15 +60,22 @@ def load_hf_model(spec: str, device: str = "cpu"):
             model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kw)
             tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kw)
         elif Path(spec).is_dir():
-            model = load_pretrained(spec)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(spec)
+            model = load_pretrained(spec)  # refuses custom code and pickled weights first
+            tokenizer = transformers.AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
         else:
+            safe = {"trust_remote_code": False}  # never code from the hub; safetensors only
             try:
-                model = transformers.AutoModelForCausalLM.from_pretrained(spec)
-                tokenizer = transformers.AutoTokenizer.from_pretrained(spec)
+                model = transformers.AutoModelForCausalLM.from_pretrained(spec, use_safetensors=True, **safe)
+                tokenizer = transformers.AutoTokenizer.from_pretrained(spec, **safe)
             except OSError as e:
                 raise DataError(f"cannot load Hugging Face model {spec!r} (not a folder, and not on the hub or in "
-                                f"its cache: {str(e).splitlines()[0]})") from None
+                                f"its cache with safetensors weights: {str(e).splitlines()[0]})") from None
+            except ValueError as e:  # transformers' refusal of custom code
+                if "trust_remote_code" not in str(e):
+                    raise
+                raise DataError(f"{spec!r} needs custom code; probattn never runs code from a model "
+                                "(no trust_remote_code): use a model whose architecture transformers "
+                                "implements") from None
     finally:
         transformers.logging.set_verbosity(quiet)
     return model.to(device).eval(), tokenizer

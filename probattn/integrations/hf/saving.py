@@ -23,31 +23,60 @@ from torch import nn
 from ...errors import ConfigError, DataError
 from .attention import CONFIG_KEY, MECHANISM_ATTR, transformers_modules, use_probattn_attention
 
-_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_WEIGHT_INDEX = "model.safetensors.index.json"
+_WEIGHT_FILE = "model.safetensors"
+#: weights as Python pickles: loading them can run code, so they are never read
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+#: files whose ``auto_map`` names Python code in the folder (or on the hub) to run
+CODE_MAPS = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+
+
+def check_folder_is_safe(folder: str | Path) -> None:
+    """Refuse, with one DataError, a model folder that loading would have to run code for: custom
+    model or tokenizer classes (``auto_map``, what ``trust_remote_code`` allows) or weights that
+    exist only as pickles (``pytorch_model.bin``). probattn never runs code from a model folder and
+    never unpickles; it reads JSON and safetensors."""
+    folder = Path(folder)
+    for name in CODE_MAPS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise DataError(f"{path} is not valid UTF-8 JSON") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{path} must be a JSON object, got {type(data).__name__}")
+        if data.get("auto_map"):
+            classes = ", ".join(sorted(map(str, data["auto_map"])))[:80] if isinstance(data["auto_map"], dict) else ""
+            raise DataError(f"{folder} needs custom code ({name} has an auto_map{': ' + classes if classes else ''}); "
+                            "probattn never runs code from a model folder (no trust_remote_code): use a model "
+                            "whose architecture transformers implements")
+    safetensors = list(folder.glob("*.safetensors"))
+    pickled = sorted({p.name for pattern in PICKLED for p in folder.glob(pattern)})
+    if pickled and not safetensors:
+        raise DataError(f"{folder} holds its weights only as pickles ({', '.join(pickled[:3])}); probattn never "
+                        "unpickles model files (unpickling can run code): save them as safetensors "
+                        "(save_pretrained(..., safe_serialization=True))")
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    for index in _WEIGHT_INDEXES:
-        if (folder / index).is_file():
-            mapping = json.loads((folder / index).read_text())["weight_map"]
+    if (folder / _WEIGHT_INDEX).is_file():
+        try:
+            mapping = json.loads((folder / _WEIGHT_INDEX).read_text(encoding="utf-8"))["weight_map"]
             return sorted({folder / name for name in mapping.values()})
-    for name in _WEIGHT_FILES:
-        if (folder / name).is_file():
-            return [folder / name]
-    raise DataError(f"no model weights (model.safetensors or pytorch_model.bin) in {folder}")
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            raise DataError(f"{folder / _WEIGHT_INDEX} is not a safetensors index (JSON with a weight_map)") from None
+    if (folder / _WEIGHT_FILE).is_file():
+        return [folder / _WEIGHT_FILE]
+    raise DataError(f"no model weights ({_WEIGHT_FILE}) in {folder}")
 
 
 def _read_tensors(path: Path, wanted) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state.items() if wanted(k)}
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
 
 
 def mechanism_state(folder: str | Path) -> dict:
@@ -62,14 +91,19 @@ def mechanism_state(folder: str | Path) -> dict:
 def load_pretrained(path: str | Path, model_class: Any = None, **kwargs) -> nn.Module:
     """Load a causal LM saved with ``save_pretrained``; restore its probattn mechanism if it had one.
 
+    A folder that needs custom code or holds only pickled weights is refused
+    (:func:`check_folder_is_safe`): nothing from it is run or unpickled.
+
     ``model_class`` defaults to ``AutoModelForCausalLM``; ``kwargs`` go to its ``from_pretrained``.
     """
     transformers, *_ = transformers_modules()
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise DataError(f"{folder} is not a saved model folder (no config.json)")
+    check_folder_is_safe(folder)
+    kwargs = {"trust_remote_code": False, "use_safetensors": True, **kwargs}
     cls = model_class or transformers.AutoModelForCausalLM
-    config = transformers.AutoConfig.from_pretrained(folder)
+    config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
     choice = getattr(config, CONFIG_KEY, None)
     quiet = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the mechanism tensors are "unexpected" to it: loaded below

@@ -26,7 +26,7 @@ from ...data.corpora import default_text, local_splits
 from ...errors import ProbattnError
 from ...experiments.common import finished_result, paired_differences, resumable
 from ...experiments.context import ExperimentContext
-from ...io import atomic_write_text
+from ...io import atomic_write_text, read_json, write_json
 from ...report import paired_t_interval, summarize
 from ...runs import evaluate_tokens, load_run
 from ...train import RunConfig, apply_overrides, preset_config, train
@@ -161,8 +161,8 @@ def _same_run(old: dict, new: dict) -> bool:
 def cached_measure(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     """The stored scores of a finished, scored run of exactly ``cfg`` in ``run_dir``, else None."""
     cache = run_dir / "measure.json"
-    if cache.exists() and _same_run(json.loads(cache.read_text())["config"], cfg.to_dict()):
-        return json.loads(cache.read_text())
+    if cache.exists() and _same_run(read_json(cache)["config"], cfg.to_dict()):
+        return read_json(cache)
     return None
 
 
@@ -188,7 +188,7 @@ def measured_run(cfg: RunConfig, run_dir: Path, texts: dict[str, str], ctx: Expe
                            "stopped_early": result.stopped_early}
     for split, text in texts.items():
         out[split] = score_text(run.model, run.encode(text), text)
-    atomic_write_text(run_dir / "measure.json", json.dumps(out, indent=1) + "\n")
+    write_json(run_dir / "measure.json", out, indent=1)
     return out
 
 

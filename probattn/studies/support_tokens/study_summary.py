@@ -21,7 +21,6 @@ on what that control buys at the barrier's cost, if gains grow with strength).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from itertools import combinations
@@ -30,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ...io import atomic_write_text
+from ...io import atomic_write_text, read_json, write_json
 from ...report.intervals import fmt_interval, interval_summary
 from ...robustness.evaluate import NOISE
 from .experiment import HEADLINE_SIGMA, PAPER_CLEAN, PAPER_GAIN
@@ -40,7 +39,7 @@ CONTROL_FAMILIES = {"noise-aug": "noise-aug", "dropout": "dropout", "weight-deca
 
 
 def load_results(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/*/*/study.json"))]
+    return [read_json(p) for p in sorted(Path(out).glob("runs/*/*/*/study.json"))]
 
 
 def loss(r: dict, kind: str | None = None, level: float | None = None) -> float:
@@ -552,6 +551,6 @@ def write_summary(out: Path, dest: Path, scale) -> dict[str, Any]:
     if summary["runs"]:
         summary["figures"] = _figures(summary, dest)
     clean = _clean(summary)
-    atomic_write_text(dest / "summary.json", json.dumps(clean, indent=1) + "\n")
+    write_json(dest / "summary.json", clean, indent=1)
     atomic_write_text(dest / "summary.md", markdown(summary, scale) if summary["runs"] else "# no runs yet\n")
     return clean

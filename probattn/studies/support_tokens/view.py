@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 
 import torch
 
-from ...io import atomic_write_text, make_dir
+from ...io import atomic_write_text, make_dir, write_json
 from ...report.document import CSS
 from ...report.figures import new_figure, save_figure
 from .support import TextMargins
@@ -154,5 +153,5 @@ def write_outputs(tm: TextMargins, support: torch.Tensor, out_dir: Path, title: 
         "support_tokens": support.tolist(),
     }
     path = out_dir / "margins.json"
-    atomic_write_text(path, json.dumps(data) + "\n")
+    write_json(path, data, indent=None)
     return {"html": page, "histogram": hist, "json": path}
