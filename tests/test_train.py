@@ -214,3 +214,38 @@ def test_optional_loggers_explain_the_missing_extra(tmp_path, monkeypatch):
         train(tiny_config(train={"tensorboard": True}), tmp_path / "a", progress=False)
     with pytest.raises(ConfigError, match=r"--wandb-project needs the 'log' extra"):
         train(tiny_config(train={"wandb_project": "x"}), tmp_path / "b", progress=False)
+
+
+class ScriptedValidation:
+    """Replaces the validation loss with a scripted sequence (one value per evaluation)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+        self.calls = 0
+
+    def on_train_start(self, trainer): ...
+
+    def on_after_backward(self, trainer, step): ...
+
+    def on_step_end(self, trainer, step, record): ...
+
+    def on_eval(self, trainer, step, metrics):
+        self.calls += 1
+        return {"loss": self.values[self.calls - 1]}
+
+
+def test_early_stopping_stops_after_patience_evaluations_and_keeps_the_best_step(tmp_path):
+    # evaluations at steps 0, 5, 10, ...: the best is at step 10, then two worse ones
+    script = ScriptedValidation([5.0, 4.0, 3.0, 3.5, 3.2, 2.0, 1.0])
+    cfg = tiny_config(train={"max_steps": 30, "eval_interval": 5, "early_stop_patience": 2})
+    result = train(cfg, tmp_path / "stop", callbacks=[script], progress=False)
+    assert result.stopped_early and not result.interrupted
+    assert (result.step, result.best_step, result.best_val_loss) == (20, 10, 3.0)
+    assert load_checkpoint(tmp_path / "stop" / "checkpoints" / "best.pt")[0]["step"] == 10
+    assert load_checkpoint(tmp_path / "stop" / "checkpoints" / "last.pt")[0]["step"] == 20
+    summary = json.loads((tmp_path / "stop" / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["best_step"] == 10 and summary["status"] == "finished"
+    # without patience the same losses train every step
+    full = train(tiny_config(train={"max_steps": 30, "eval_interval": 5}), tmp_path / "full",
+                 callbacks=[ScriptedValidation([5.0, 4.0, 3.0, 3.5, 3.2, 2.0, 1.0])], progress=False)
+    assert not full.stopped_early and (full.step, full.best_step) == (30, 30)

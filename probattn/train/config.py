@@ -66,6 +66,8 @@ class TrainConfig:
                                NON_NEGATIVE)
     eval_interval: int = setting(250, "steps between validation evaluations", POSITIVE_INT)
     eval_batches: int = setting(20, "fixed validation batches per evaluation", POSITIVE_INT)
+    early_stop_patience: int | None = setting(None, "stop once the validation loss has not improved for this "
+                                              "many evaluations (none: train all max_steps)", POSITIVE_INT)
     log_interval: int = setting(10, "steps between training-loss records", POSITIVE_INT)
     checkpoint_interval: int | None = setting(None, "steps between resumable checkpoints "
                                               "(none: at every evaluation)", POSITIVE_INT)

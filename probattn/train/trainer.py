@@ -118,6 +118,10 @@ class TrainResult:
     best_val_loss: float
     final: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    #: the step of the lowest validation loss (checkpoints/best.pt)
+    best_step: int = 0
+    #: the validation loss stopped improving for ``early_stop_patience`` evaluations
+    stopped_early: bool = False
     #: after warm-up; NaN when fewer than Throughput.MIN_TIMED_STEPS steps were timed
     tokens_per_s: float = float("nan")
     timed_steps: int = 0
@@ -161,6 +165,7 @@ class Trainer:
     device: torch.device                 # fit: resolved from config.train.device
     start_step: int                      # _open_run_folder: 0, or the checkpoint's step
     best_val_loss: float                 #   inf, or the checkpoint's
+    best_step: int                       #   0, or the checkpoint's
     _resume_payload: dict[str, Any]      #   the checkpoint's tensors, when resuming
     # task.prepare: tokenizer, model_config, batches, eval_batches, tokens_per_step (and corpus)
     model: nn.Module                     # _build_model: the task's model, on device
@@ -291,6 +296,7 @@ class Trainer:
         self.start_step = meta["step"] if meta else 0
         best = meta["best_val_loss"] if meta else None
         self.best_val_loss = math.inf if best is None else best
+        self.best_step = meta.get("best_step", 0) if meta else 0
         return meta
 
     def _build_model(self) -> None:
@@ -372,6 +378,7 @@ class Trainer:
         return {
             "step": step,
             "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_step": self.best_step,
             "config": self.config.to_dict(),
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
@@ -546,11 +553,18 @@ class Trainer:
         if not math.isfinite(metrics["loss"]):
             raise TrainingDiverged(f"training diverged: validation loss is {metrics['loss']} at step {step}")
         if metrics["loss"] < self.best_val_loss:
-            self.best_val_loss = metrics["loss"]
+            self.best_val_loss, self.best_step = metrics["loss"], step
             self._save_best(step)
         self.logger.log({"step": step, "split": "valid", **metrics, "best_loss": self.best_val_loss})
         self.logger.flush_csv()
         return metrics
+
+    def _patience_spent(self, step: int) -> bool:
+        """Early stopping: ``early_stop_patience`` evaluations since the best validation loss (derived
+        from the best step, so a resumed run counts the same)."""
+        t = self.config.train
+        return (t.early_stop_patience is not None and step < t.max_steps
+                and step - self.best_step >= t.early_stop_patience * t.eval_interval)
 
     def _fit(self) -> TrainResult:
         from tqdm.auto import tqdm
@@ -569,6 +583,7 @@ class Trainer:
         timer = Throughput(self.tokens_per_step)
         window_tokens, window_start = 0, time.perf_counter()
         failed = False
+        stopped_early = False
         try:
             if self.start_step == 0:
                 last_eval = self._evaluate_and_log(0)
@@ -592,11 +607,14 @@ class Trainer:
                     cb.on_step_end(self, step, record)
                 if step % t.eval_interval == 0 or step == t.max_steps:
                     last_eval = self._evaluate_and_log(step)
+                    stopped_early = self._patience_spent(step)
                 stop = broadcast_flag(self._stop_requested, self.dist, self.device)
-                if stop or step % t.checkpoint_every == 0 or step == t.max_steps:
+                if stop or stopped_early or step % t.checkpoint_every == 0 or step == t.max_steps:
                     self._save_last(step)
                     self._last_saved_step = step
                 bar.update(1)
+                if stopped_early:
+                    break
                 if stop and step < t.max_steps:
                     interrupted = True
                     break
@@ -617,9 +635,10 @@ class Trainer:
                 if not failed:  # the first failure is the one to report
                     raise
         result = TrainResult(run_dir=self.run_dir, step=step, best_val_loss=self.best_val_loss,
-                             final=last_eval, interrupted=interrupted, tokens_per_s=timer.rate(),
-                             timed_steps=timer.timed_steps)
-        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer)
+                             final=last_eval, interrupted=interrupted, best_step=self.best_step,
+                             stopped_early=stopped_early, tokens_per_s=timer.rate(), timed_steps=timer.timed_steps)
+        self._write_summary("interrupted" if interrupted else "finished", step, last_eval, timer,
+                            stopped_early=stopped_early)
         return result
 
     def plan(self) -> str:
@@ -647,7 +666,7 @@ class Trainer:
             return
         summary = {"status": status, "step": step,
                    "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
-                   "final": last_eval, "interrupted": status == "interrupted",
+                   "best_step": self.best_step, "final": last_eval, "interrupted": status == "interrupted",
                    "tokens_per_s": timer.rate_or_none(), "timed_steps": timer.timed_steps,
                    "params": self.model.num_params(), "device": str(self.device),
                    "world_size": self.dist.world_size, **extra}
