@@ -81,6 +81,7 @@ def test_margin_shift_reads_token_and_head_changes():
     assert math.isfinite(out["token_margin_shift"]["max_abs"]) and out["token_margin_shift"]["max_abs"] > 0.5
 
 
+@pytest.mark.slow  # reading the 93 MB file's tensor table: 15 s
 def test_the_smollm2_file_uses_the_scheme_we_reproduce():
     from collections import Counter
 

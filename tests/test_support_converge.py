@@ -148,3 +148,13 @@ def test_converge_scale_meets_the_issue():
     assert (port["form"], port["projection"], port["rank"]) == ("abs", "learned", "full")
     base_dropout = m["dropout"]
     assert all(v.model["dropout"] > base_dropout for v in plan.variants if v.name.startswith("dropout"))
+
+
+def test_a_run_written_before_an_option_existed_is_still_the_same_configuration():
+    old = {"train": {"lr": 0.002, "seed": 0}, "model": {"n_layer": 2}}
+    assert study.same_config(old, {"train": {"lr": 0.002, "seed": 0, "early_stop_patience": None},
+                                   "model": {"n_layer": 2}})
+    assert not study.same_config(old, {"train": {"lr": 0.002, "seed": 0, "early_stop_patience": 5},
+                                       "model": {"n_layer": 2}})
+    assert not study.same_config(old, {"train": {"lr": 0.001, "seed": 0}, "model": {"n_layer": 2}})
+    assert not study.same_config(old, {"train": {"lr": 0.002}, "model": {"n_layer": 2}})

@@ -222,7 +222,7 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     cfg = run_config(scale, plan, variant, seed, data_dirs, device)
     if done.exists():
         previous = json.loads(done.read_text())
-        if previous["config"] == json.loads(json.dumps(cfg.to_dict())):
+        if same_config(previous["config"], json.loads(json.dumps(cfg.to_dict()))):
             return previous  # finished with this very configuration: resume past it
     # the tracker's windows come from the held-out text, known before training
     from ...data.corpora import load_corpus
@@ -266,6 +266,23 @@ def run_one(scale: Scale, plan: CorpusPlan, variant: Variant, seed: int, out: Pa
     unused = "last" if scale.select == "best" else "best"
     (run_dir / "checkpoints" / f"{unused}.pt").unlink(missing_ok=True)
     return result
+
+
+def same_config(previous: dict, current: dict) -> bool:
+    """Equal configurations, where an option added since ``previous`` was written (absent there,
+    None here: it changes nothing) does not count as a difference."""
+    if set(previous) - set(current):
+        return False
+    for key, value in current.items():
+        if key not in previous:
+            if value is not None:
+                return False
+        elif isinstance(value, dict) and isinstance(previous[key], dict):
+            if not same_config(previous[key], value):
+                return False
+        elif previous[key] != value:
+            return False
+    return True
 
 
 def scored_text(plan: CorpusPlan, corpus) -> str:
