@@ -17,7 +17,6 @@ from probattn.studies.support_tokens.quantization import margin_shift  # noqa: E
 
 from .hf_models import tiny_gpt2, tiny_llama  # noqa: E402
 
-
 FP16 = 2.0**-11  # relative rounding of a float16
 
 
