@@ -78,6 +78,15 @@ def test_margin_shift_reads_token_and_head_changes():
     assert out["head_logdet_shift"]["median_abs"] == pytest.approx(0.5)
     assert out["sign_flip_share"] == pytest.approx(1 / (L * B * H * (T - FIRST_INFORMATIVE)))
     assert math.isfinite(out["token_margin_shift"]["max_abs"]) and out["token_margin_shift"]["max_abs"] > 0.5
+    # a head with det J_t = -1 (margin about -9.9) that flips to det = +1 rises above log delta
+    deep_sign, deep_log = sign.clone(), logabs.clone()
+    deep_sign[1, 0, 2, 4], deep_log[1, 0, 2, 4] = -1.0, 0.0
+    back = deep_sign.clone()
+    back[1, 0, 2, 4] = 1.0
+    deep = margin_shift(LayerMargins(deep_sign, deep_log, "strict", False),
+                        LayerMargins(back, deep_log, "strict", False))
+    assert deep["deep"]["count"] == 1 and deep["deep"]["rose_above_log_delta"] == 1
+    assert deep["deep"]["largest_rise"] == pytest.approx(0.0 - (math.log(0.01) - math.asinh(101)))
 
 
 @pytest.mark.slow  # reading the 93 MB file's tensor table: 15 s

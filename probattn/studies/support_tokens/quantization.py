@@ -40,6 +40,11 @@ SMOLLM2_CONFIG = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
                       rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)
 
 
+#: per-head margins at or below this before quantization are followed on their own (SmolLM2's token
+#: margins are -10.4 to -9.4)
+DEEP = -9.0
+
+
 def _quantiles(x: torch.Tensor) -> dict[str, float]:
     a = x.abs().double().flatten()
     return {"median_abs": float(a.median()), "q95_abs": float(torch.quantile(a, 0.95)), "max_abs": float(a.max()),
@@ -54,11 +59,17 @@ def margin_shift(before: LayerMargins, after: LayerMargins, delta: float = DEFAU
     sb, sa = before.sign[..., FIRST_INFORMATIVE:], after.sign[..., FIRST_INFORMATIVE:]
     finite = torch.isfinite(lb) & torch.isfinite(la)
     log_delta = math.log(delta)
+    hb = before.margins(delta)[..., FIRST_INFORMATIVE:]
+    ha = after.margins(delta)[..., FIRST_INFORMATIVE:]
+    deep = hb <= DEEP  # where SmolLM2's smallest margins are: det J_t near -1 or below
     return {"token_margin_shift": _quantiles(ta - tb),
             "head_logdet_shift": _quantiles((la - lb)[finite]),
             "head_margin_shift": _quantiles((after.margins(delta) - before.margins(delta))[..., FIRST_INFORMATIVE:]),
             "sign_flip_share": float((sb != sa).double().mean()),
             "crossed_log_delta_share": float(((tb < log_delta) != (ta < log_delta)).double().mean()),
+            "deep": {"threshold": DEEP, "count": int(deep.sum()),
+                     "largest_rise": float((ha - hb)[deep].max()) if deep.any() else None,
+                     "rose_above_log_delta": int((ha[deep] >= log_delta).sum())},
             "token_margins_before": {"min": float(tb.min()), "median": float(tb.median()), "max": float(tb.max())},
             "token_margins_after": {"min": float(ta.min()), "median": float(ta.median()), "max": float(ta.max())}}
 
