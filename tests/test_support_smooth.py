@@ -172,3 +172,7 @@ def test_slogdet_from_the_lu_factorisation_matches_slogdet_and_the_solve_matches
     slope = torch.ones(40, dtype=torch.float64)
     torch.testing.assert_close(logdet_gradient_masked(mats, above, slope, (lu, piv)),
                                logdet_gradient_masked(mats, above, slope), rtol=1e-9, atol=1e-9)
+    ok = mats[2:]  # every matrix above the threshold: the unmasked solve
+    all_above = torch.ones(38, dtype=torch.bool)
+    torch.testing.assert_close(logdet_gradient_masked(ok, all_above, slope[2:], (lu[2:], piv[2:])),
+                               torch.linalg.inv(ok).mT, rtol=1e-9, atol=1e-9)

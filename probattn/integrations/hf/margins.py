@@ -200,7 +200,7 @@ def fast_layer_logdets(q: Tensor, k: Tensor, scale: float, rotation: Rotation | 
     q, k = q.float(), k.float()
     B, H, T, p = q.shape
     qhat = q if rotation is None else rotate_back(q, rotation.inverse.float())
-    qc = qhat - qhat.mean(dim=2, keepdim=True)
+    qc = scale * (qhat - qhat.mean(dim=2, keepdim=True))  # the scale rides on the small side
     kc = k - k.mean(dim=2, keepdim=True)
     strict = torch.ones(T, T, dtype=torch.bool, device=q.device).tril(-1)  # s < t
     base = torch.eye(p, dtype=torch.float64, device=q.device) if rotation is None else rotation.inverse[:, None]
@@ -212,10 +212,9 @@ def fast_layer_logdets(q: Tensor, k: Tensor, scale: float, rotation: Rotation | 
         scores = (scale * qh @ kh.transpose(-1, -2)).masked_fill(~strict, float("-inf"))
         a = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # row t = 0 has no past: zero weights
         feats = (qch[..., :, None] * kch[..., None, :]).flatten(-2)  # (B, h, T, p^2)
-        second = (a @ feats).unflatten(-1, (p, p))
-        qbar, kbar = a @ qch, a @ kch
-        m = scale * (second - qbar[..., :, None] * kbar[..., None, :])
-        sign, logabs = torch.linalg.slogdet(base - m.double())
+        m = (a @ feats).unflatten(-1, (p, p))
+        m.sub_((a @ qch)[..., :, None] * (a @ kch)[..., None, :])  # minus qbar kbar^T, in place
+        sign, logabs = torch.linalg.slogdet(base - m)  # float64 - float32: one pass into float64
         signs.append(sign)
         logs.append(logabs)
     sign, logabs = torch.cat(signs, dim=1), torch.cat(logs, dim=1)
@@ -266,7 +265,9 @@ def hf_margins(model: nn.Module, input_ids: Tensor, reference: bool = False) -> 
     model.eval()
     try:
         with capture_attention(model) as modules:
-            model(input_ids, use_cache=False)
+            # the attention layers are all it needs: the body without the output head, when it has one
+            body = getattr(model, "base_model", model)
+            body(input_ids, use_cache=False)
             signs, logs = [], []
             rotations = RotationCache()
             for m in modules:

@@ -104,6 +104,9 @@ def logdet_gradient_masked(M: Tensor, above: Tensor, slope: Tensor, lu: tuple[Te
 
     ``lu``: the forward's ``lu_factor`` of ``M``, so that ``M^{-T}`` costs a solve, not a second
     factorisation."""
+    if lu is not None and bool(above.all()):  # the common case: no masking, no scatter
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand(M.shape)
+        return torch.linalg.lu_solve(lu[0], lu[1], eye, adjoint=True)
     out = torch.zeros_like(M)
     if above.any():  # det >= delta > 0: invertible
         if lu is None:
