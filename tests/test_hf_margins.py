@@ -83,7 +83,7 @@ def test_rotary_grouped_head_margins_equal_autograd_jacobians(build):
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(4.0)
     tokens = ids(1, 10, seed=3)
-    lm = hf_margins(model, tokens)
+    lm = hf_margins(model, tokens, reference=True)  # the closed form in float64 (the fast path: tested below)
     with capture_attention(model) as modules:
         model(tokens, use_cache=False)
         expected = [_autograd_logdets(m, m._probattn_record) for m in modules]
