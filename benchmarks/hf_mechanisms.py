@@ -8,8 +8,9 @@ The model is built from ``GPT2Config()`` (random weights: the cost is the shape'
 Each round runs every configuration once, in turn, so drift on a shared machine hits them alike;
 the reported time is the median over rounds after one warm-up round, and each ratio divides by
 the SDPA baseline of the same rounds. "margins" is :func:`probattn.integrations.hf.margins.hf_margins`
-(one forward that records every layer's q and k, then the p x p determinants of every head and
-position in float64), compared with a plain no-grad forward.
+(one forward that records every layer's q and k, then the float32 moments and p x p determinants of
+every head and position), compared with a plain no-grad forward; ``benchmarks/hf_margin_costs.py``
+sets it beside the float64 reference and the barrier step.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_hf_gpt2_margins_equal_probattn_gpt_margins_on_the_same_weights():
     gpt = gpt_from_hf_gpt2(hf)
     tokens = ids(2, 16)
     torch.testing.assert_close(gpt(tokens)[0], hf(tokens).logits, rtol=1e-5, atol=1e-5)  # the same model
-    theirs, ours = hf_margins(hf, tokens), gpt_margins(gpt, tokens)
+    theirs, ours = hf_margins(hf, tokens, reference=True), gpt_margins(gpt, tokens)
     assert theirs.logabs.shape == ours.logabs.shape == (2, 2, 4, 16)  # (L, B, H, T)
     torch.testing.assert_close(theirs.logabs, ours.logabs, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(theirs.sign, ours.sign)
@@ -83,7 +83,7 @@ def test_rotary_grouped_head_margins_equal_autograd_jacobians(build):
         for layer in model.model.layers:
             layer.self_attn.q_proj.weight.mul_(4.0)
     tokens = ids(1, 10, seed=3)
-    lm = hf_margins(model, tokens)
+    lm = hf_margins(model, tokens, reference=True)  # the closed form in float64 (the fast path: tested below)
     with capture_attention(model) as modules:
         model(tokens, use_cache=False)
         expected = [_autograd_logdets(m, m._probattn_record) for m in modules]
@@ -126,3 +126,68 @@ def test_text_longer_than_the_context_is_scored_in_windows():
     second = hf_margins(model, torch.tensor([tok(text)["input_ids"][8:24]])).token_margins()[0]
     torch.testing.assert_close(tm.margins[16:24], second[8:16].to(tm.margins.dtype))  # from the second window
     assert not torch.isnan(tm.margins[2:]).any()
+
+
+@pytest.mark.parametrize("build", [tiny_gpt2, tiny_llama, tiny_mistral])
+def test_fast_margins_match_the_float64_reference(build):
+    model = build(num_hidden_layers=2) if build is not tiny_gpt2 else build()
+    with torch.no_grad():  # sharper attention than at initialisation
+        for p in model.parameters():
+            p.mul_(3.0) if p.dim() == 2 else None
+    tokens = ids(2, 24, seed=5)
+    fast, ref = hf_margins(model, tokens), hf_margins(model, tokens, reference=True)
+    assert fast.logabs.dtype == torch.float64
+    torch.testing.assert_close(fast.sign, ref.sign)
+    # float32 moments: the log-determinants agree to float32 accuracy, not float64's
+    torch.testing.assert_close(fast.logabs, ref.logabs, rtol=1e-4, atol=1e-4)
+    assert (fast.logabs - ref.logabs).abs().max() > 0  # it is the fast path that was compared
+
+
+def test_fast_logdets_are_the_same_in_chunks_of_heads_and_with_a_per_sequence_rotation():
+    from probattn.integrations.hf.margins import RotationCache, fast_layer_logdets, layer_logdets, record_rotation
+
+    model = tiny_llama(num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, hidden_size=32)
+    tokens = ids(2, 12, seed=1)
+    with capture_attention(model) as modules:
+        model(tokens, use_cache=False)
+        m = modules[0]
+        rec = m._probattn_record
+        rotation = RotationCache()(m, rec)
+        whole = fast_layer_logdets(rec["q"], rec["k"], m.scaling, rotation)
+        one_head = fast_layer_logdets(rec["q"], rec["k"], m.scaling, rotation, chunk_bytes=1)
+        ref = layer_logdets(rec["q"], rec["k"], m.scaling, record_rotation(m, rec))
+        # the rotation given per sequence (B, T, p, p) instead of shared (1, T, p, p)
+        from probattn.integrations.hf.margins import Rotation
+
+        per_seq = Rotation(rotation.matrices.expand(2, -1, -1, -1).clone())
+        batched = fast_layer_logdets(rec["q"], rec["k"], m.scaling, per_seq)
+    for a in (whole, one_head, batched):
+        torch.testing.assert_close(a[0], ref[0])
+        torch.testing.assert_close(a[1], ref[1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(one_head[1], whole[1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_barrier_s_cheaper_matrix_has_the_same_determinant_and_gradient():
+    from probattn.integrations.hf.margins import RotationCache, layer_small_matrices
+
+    model = tiny_llama(num_hidden_layers=1)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(4.0)
+    tokens = ids(3, 14, seed=2)
+    with capture_attention(model, detach=False) as modules:
+        model(tokens, use_cache=False)
+        m = modules[0]
+        rec = m._probattn_record
+        rotation = RotationCache()(m, rec)
+        q, k = rec["q"].double().detach().requires_grad_(), rec["k"].double().detach()
+        rows, positions = torch.tensor([2, 0]), torch.tensor([[3, 9, 13], [2, 5, 7]])
+        for where in ((None, None), (rows, positions)):
+            plain = layer_small_matrices(q, k, m.scaling, rotation.matrices, *where)
+            cheap = layer_small_matrices(q, k, m.scaling, rotation.matrices, *where, rot_inv=rotation.inverse,
+                                         same_det=True)
+            assert (plain - cheap).abs().max() > 1e-3  # a different matrix ...
+            torch.testing.assert_close(torch.linalg.det(cheap), torch.linalg.det(plain))  # ... the same det J_t
+            g_plain, = torch.autograd.grad(torch.linalg.det(plain).sum(), q)
+            g_cheap, = torch.autograd.grad(torch.linalg.det(cheap).sum(), q)
+            torch.testing.assert_close(g_cheap, g_plain)

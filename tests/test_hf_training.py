@@ -23,7 +23,7 @@ def test_barrier_loss_is_the_models_loss_plus_lambda_times_the_mean_barrier(buil
     labels = tokens.masked_fill(mask == 0, -100)
     loss, metrics = HFBarrierLoss(lam=0.3)(model, {"input_ids": tokens, "attention_mask": mask, "labels": labels})
     plain = model(tokens, attention_mask=mask, labels=labels).loss
-    lm = hf_margins(model, tokens)  # slogdet route; the loss uses the smooth log-det's own forward
+    lm = hf_margins(model, tokens, reference=True)  # float64 slogdet route; the loss: the smooth log-det's forward
     m = smooth_margin_from_det(lm.sign, lm.logabs, 0.01)  # (L, B, H, T)
     keep = torch.zeros(2, 10, dtype=torch.bool)
     keep[0, 2:] = True

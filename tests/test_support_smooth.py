@@ -152,3 +152,27 @@ def test_sync_free_gradient_equals_the_masked_one(n):
     slope = torch.rand(64, generator=g, dtype=DT) + 0.5
     torch.testing.assert_close(logdet_gradient_sync_free(mats, above, slope),
                                logdet_gradient_masked(mats, above, slope), rtol=1e-7, atol=1e-9)
+
+
+def test_slogdet_from_the_lu_factorisation_matches_slogdet_and_the_solve_matches_the_inverse():
+    from probattn.studies.support_tokens.smooth import slogdet_from_lu
+
+    g = torch.Generator().manual_seed(0)
+    mats = torch.randn(40, 6, 6, generator=g, dtype=torch.float64)
+    mats[0] = 0.0  # singular: sign 0, log|det| = -inf, as slogdet says
+    mats[1, 2] = mats[1, 3]
+    lu, piv = torch.linalg.lu_factor_ex(mats)[:2]
+    sign, logabs = slogdet_from_lu(lu, piv)
+    ref_sign, ref_logabs = torch.linalg.slogdet(mats)
+    torch.testing.assert_close(sign[2:], ref_sign[2:])
+    torch.testing.assert_close(logabs[2:], ref_logabs[2:])
+    assert sign[0] == 0 and logabs[0] == -math.inf and logabs[1] < -30
+    above = torch.zeros(40, dtype=torch.bool)
+    above[2:] = True
+    slope = torch.ones(40, dtype=torch.float64)
+    torch.testing.assert_close(logdet_gradient_masked(mats, above, slope, (lu, piv)),
+                               logdet_gradient_masked(mats, above, slope), rtol=1e-9, atol=1e-9)
+    ok = mats[2:]  # every matrix above the threshold: the unmasked solve
+    all_above = torch.ones(38, dtype=torch.bool)
+    torch.testing.assert_close(logdet_gradient_masked(ok, all_above, slope[2:], (lu[2:], piv[2:])),
+                               torch.linalg.inv(ok).mT, rtol=1e-9, atol=1e-9)

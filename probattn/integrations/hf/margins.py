@@ -109,42 +109,152 @@ def rotation_matrices(module: nn.Module, rotary, head_dim: int, dtype=torch.floa
     return rotated.permute(0, 2, 3, 1)  # [b, t, i, j] = (R_t)_ij
 
 
+def rotate_back(q: Tensor, rot_inv: Tensor) -> Tensor:
+    """``qhat_t = R_t^{-1} q_t`` for q (B, H, T, p) and ``rot_inv`` (1 or B, T, p, p): one batched
+    product per position (the inverse is never copied per head)."""
+    B, H, T, p = q.shape
+    if rot_inv.shape[0] == 1:  # positions shared by every sequence: (T, p, p) @ (T, p, B*H)
+        out = rot_inv[0] @ q.permute(2, 3, 0, 1).reshape(T, p, B * H)
+        return out.view(T, p, B, H).permute(2, 3, 0, 1)
+    out = rot_inv @ q.permute(0, 2, 3, 1)  # (B, T, p, p) @ (B, T, p, H)
+    return out.permute(0, 3, 1, 2)
+
+
 def layer_small_matrices(q: Tensor, k: Tensor, scale: float, rot: Tensor | None,
-                         rows: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+                         rows: Tensor | None = None, positions: Tensor | None = None,
+                         rot_inv: Tensor | None = None, same_det: bool = False) -> Tensor:
     """``I_p - R_t M_t`` (B, H, T, p, p) of the strict per-head map from post-rotary q, k
     (differentiable; ``det`` of it is ``det J_t``). ``rows`` (B',) and ``positions`` (B', n)
-    restrict it to chosen sequences and query positions: (B', H, n, p, p), weights n x T."""
+    restrict it to chosen sequences and query positions: (B', H, n, p, p), weights n x T.
+    ``rot_inv``: ``R_t^{-1}`` when the caller has it (shared by every layer of one forward).
+    ``same_det``: return a matrix with the same determinant that skips the p x p product ``R_t M_t``
+    per head (:func:`_rotated_small`); what the barrier needs, which reads only the determinant."""
     if k.shape[1] != q.shape[1]:  # grouped key/value heads: each query head reads its group's key
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-    rot = None if rot is None else rot.to(q.dtype)
+    if rot is not None:
+        rot = rot.to(q.dtype)
+        rot_inv = torch.linalg.inv(rot) if rot_inv is None else rot_inv.to(q.dtype)
     if rows is not None:
         q, k = q[rows], k[rows]
         if rot is not None and rot.shape[0] > 1:  # batch 1: positions shared by every sequence
-            rot = rot[rows]
-    # qhat_s = R_s^{-1} q_s; one inverse per position, shared by the heads
-    qhat = q if rot is None else (torch.linalg.inv(rot)[:, None] @ q[..., None])[..., 0]
+            rot, rot_inv = rot[rows], rot_inv[rows]
+    # qhat_s = R_s^{-1} q_s; one inverse per position, shared by the heads (and the layers)
+    qhat = q if rot is None else rotate_back(q, rot_inv)
     # a per-sequence shift of qhat and k leaves M_t unchanged (weights sum to one) and keeps it accurate
     qc = qhat - qhat.mean(dim=2, keepdim=True).detach()
     kc = k - k.mean(dim=2, keepdim=True).detach()
-    p = q.shape[-1]
+    B, H, T, p = q.shape
     if positions is None:  # every position: one fused pass over the p^2 + 2p moment features
         m = cov_from_means(strict_means(q, k, _outer_features(qc, kc), scale), p, scale)  # weights: real scores
-    else:  # n positions: weights n x T, and sum_s w_s qc_s kc_s^T as one batched product
+    else:  # n positions: weights n x T; sum_s w_s qc_s kc_s^T as one (n p x T) @ (T x p) product per head
         w = strict_weights_at(q, k, positions, scale)  # (B, H, n, T)
-        second = (w[..., None] * qc[:, :, None]).transpose(-1, -2) @ kc[:, :, None]  # (B, H, n, p, p)
+        n = w.shape[2]
+        weighted = qc.transpose(-1, -2)[:, :, None] * w[:, :, :, None, :]  # (B, H, n, p, T)
+        second = (weighted.reshape(B, H, n * p, T) @ kc).view(B, H, n, p, p)
         qbar, kbar = w @ qc, w @ kc
         m = scale * (second - qbar[..., :, None] * kbar[..., None, :])
-        if rot is not None:  # R_t at the chosen positions
-            rot = torch.gather(rot.expand(positions.shape[0], -1, -1, -1), 1,
-                               positions[:, :, None, None].expand(-1, -1, p, p))
     eye = torch.eye(p, dtype=m.dtype, device=m.device)
-    return eye - (m if rot is None else rot[:, None] @ m)
+    if rot is None:
+        return eye - m
+    if positions is not None:  # R_t (and R_t^{-1}) at the chosen positions
+        index = positions[:, :, None, None].expand(-1, -1, p, p)
+        rot = torch.gather(rot.expand(positions.shape[0], -1, -1, -1), 1, index)
+        rot_inv = torch.gather(rot_inv.expand(positions.shape[0], -1, -1, -1), 1, index)
+    if same_det:
+        return _rotated_small(rot_inv, torch.linalg.det(rot), m)
+    return eye - rot[:, None] @ m
+
+
+def _rotated_small(rot_inv: Tensor, rot_det: Tensor, m: Tensor) -> Tensor:
+    """A matrix with the determinant of ``I - R_t M_t`` without the p x p product per head:
+    ``det(I - R M) = det R det(R^{-1} - M)``, and ``det R`` goes into the first row (for a rotation,
+    ``det R = 1``). ``rot_inv`` (B', n, p, p), ``rot_det`` (B', n), ``m`` (B', H, n, p, p)."""
+    small = rot_inv[:, None] - m
+    first = small[..., :1, :] * rot_det[:, None, :, None, None].to(small.dtype)
+    return torch.cat([first, small[..., 1:, :]], dim=-2)
 
 
 def layer_logdets(q: Tensor, k: Tensor, scale: float, rot: Tensor | None) -> tuple[Tensor, Tensor]:
-    """``(sign, log|det J_t|)`` (B, H, T) in float64."""
+    """``(sign, log|det J_t|)`` (B, H, T) in float64: the readable reference of :func:`fast_layer_logdets`."""
     rot = None if rot is None else rot.double()
     return torch.linalg.slogdet(layer_small_matrices(q.double(), k.double(), scale, rot))
+
+
+#: bound on the float32 moment features of one chunk of heads in :func:`fast_layer_logdets`
+CHUNK_BYTES = 256 * 2**20
+
+
+@torch.no_grad()
+def fast_layer_logdets(q: Tensor, k: Tensor, scale: float, rotation: Rotation | None = None,
+                       chunk_bytes: int = CHUNK_BYTES) -> tuple[Tensor, Tensor]:
+    """``(sign, log|det J_t|)`` (B, H, T), float64, as :func:`layer_logdets` but fast (no autograd).
+
+    The moments, ``M_t = scale sum_{s<t} a_ts qc_s kc_s^T - ...``, are one float32 product of the
+    strict weights (T x T per head) with the p^2 outer-product features per chunk of heads (the
+    arithmetic of the closed form, done by BLAS). The rotation never meets ``M_t``:
+    ``det(I - R_t M_t) = det(R_t) det(R_t^{-1} - M_t)``, with ``det R_t`` once per position (float64).
+    The p x p determinants are float32 LU factorisations too: the matrices carry the float32
+    moments' rounding already, which a float64 factorisation would not remove; the result agrees
+    with the float64 reference to float32 accuracy (tests/test_hf_margins.py), and is returned in
+    float64.
+    """
+    if k.shape[1] != q.shape[1]:
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    q, k = q.float(), k.float()
+    B, H, T, p = q.shape
+    qhat = q if rotation is None else rotate_back(q, rotation.inverse.float())
+    qc = scale * (qhat - qhat.mean(dim=2, keepdim=True))  # the scale rides on the small side
+    kc = k - k.mean(dim=2, keepdim=True)
+    strict = torch.ones(T, T, dtype=torch.bool, device=q.device).tril(-1)  # s < t
+    rot_inv = None if rotation is None else rotation.inverse[:, None].float()  # (1 or B, 1, T, p, p)
+    signs, logs = [], []
+    per_head = B * T * (p * p + T) * 4 * 2
+    step = max(1, min(H, chunk_bytes // per_head))
+    for h in range(0, H, step):
+        qh, kh, qch, kch = (t[:, h:h + step] for t in (q, k, qc, kc))
+        scores = (scale * qh @ kh.transpose(-1, -2)).masked_fill(~strict, float("-inf"))
+        a = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # row t = 0 has no past: zero weights
+        feats = (qch[..., :, None] * kch[..., None, :]).flatten(-2)  # (B, h, T, p^2)
+        m = (a @ feats).unflatten(-1, (p, p))
+        m.sub_((a @ qch)[..., :, None] * (a @ kch)[..., None, :])  # minus qbar kbar^T, in place
+        small = m.neg_()  # I - M (or R^{-1} - M), in place: no float64 copy of the big tensor
+        if rot_inv is None:
+            small.diagonal(dim1=-2, dim2=-1).add_(1.0)
+        else:
+            small.add_(rot_inv)
+        sign, logabs = torch.linalg.slogdet(small)
+        signs.append(sign.double())
+        logs.append(logabs.double())
+    sign, logabs = torch.cat(signs, dim=1), torch.cat(logs, dim=1)
+    if rotation is not None:
+        sign, logabs = sign * rotation.det_sign[:, None], logabs + rotation.det_logabs[:, None]
+    return sign, logabs
+
+
+class Rotation:
+    """``R_t``, its inverse and ``det R_t`` (1 or B, T, ...) in float64: computed once per forward and
+    shared by every layer (they all receive the same position embeddings)."""
+
+    def __init__(self, matrices: Tensor):
+        self.matrices = matrices
+        self.inverse = torch.linalg.inv(matrices)
+        self.det_sign, self.det_logabs = torch.linalg.slogdet(matrices)
+
+
+class RotationCache:
+    """One :class:`Rotation` per distinct position-embedding tensor seen during one forward."""
+
+    def __init__(self):
+        self._by_id: dict[int, tuple[Tensor, Rotation]] = {}
+
+    def __call__(self, module: nn.Module, record: dict) -> Rotation | None:
+        rotary = record["rotary"]
+        if rotary is None:
+            return None
+        key = id(rotary[0])
+        if key not in self._by_id:  # the tensor is kept with it, so its id cannot be reused meanwhile
+            self._by_id[key] = (rotary[0], Rotation(record_rotation(module, record)))
+        return self._by_id[key][1]
 
 
 def record_rotation(module: nn.Module, record: dict) -> Tensor | None:
@@ -156,20 +266,27 @@ def record_scale(record: dict) -> float:
 
 
 @torch.no_grad()
-def hf_margins(model: nn.Module, input_ids: Tensor) -> LayerMargins:
-    """Per-layer, per-head margins (L, B, H, T) of an HF causal LM on unpadded ``input_ids`` (B, T)."""
+def hf_margins(model: nn.Module, input_ids: Tensor, reference: bool = False) -> LayerMargins:
+    """Per-layer, per-head margins (L, B, H, T) of an HF causal LM on unpadded ``input_ids`` (B, T):
+    :func:`fast_layer_logdets`, or with ``reference`` the all-float64 :func:`layer_logdets`."""
     was_training = model.training
     model.eval()
     try:
         with capture_attention(model) as modules:
-            model(input_ids, use_cache=False)
+            # the attention layers are all it needs: the body without the output head, when it has one
+            body = getattr(model, "base_model", model)
+            body(input_ids, use_cache=False)
             signs, logs = [], []
+            rotations = RotationCache()
             for m in modules:
                 rec = m._probattn_record
                 if "q" not in rec:
                     raise ConfigError(f"{type(m).__name__} (layer {m.layer_idx}) did not call the attention "
                                       "interface: its queries and keys cannot be read")
-                sign, logabs = layer_logdets(rec["q"], rec["k"], record_scale(rec), record_rotation(m, rec))
+                if reference:
+                    sign, logabs = layer_logdets(rec["q"], rec["k"], record_scale(rec), record_rotation(m, rec))
+                else:
+                    sign, logabs = fast_layer_logdets(rec["q"], rec["k"], record_scale(rec), rotations(m, rec))
                 signs.append(sign)
                 logs.append(logabs)
     finally:

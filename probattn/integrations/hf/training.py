@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 from ...studies.support_tokens.prior import FIRST_INFORMATIVE, barrier_values, draw_subset
 from ...studies.support_tokens.smooth import DEFAULT_DELTA, smooth_logdet
-from .margins import capture_attention, layer_small_matrices, record_rotation, record_scale
+from .margins import RotationCache, capture_attention, layer_small_matrices, record_scale
 
 METRICS = ("ce", "penalty", "barrier", "mean_margin", "min_margin")
 
@@ -81,11 +81,15 @@ class HFBarrierLoss:
                 rows, positions = draw_subset(B, T, self.sample_sequences, self.sample_positions, device,
                                               self.generator, first=FIRST_INFORMATIVE)
             margins = []
+            rotations = RotationCache()  # every layer gets the same positions: R_t and R_t^{-1} once
             for m in chosen:
                 rec = m._probattn_record
                 with torch.autocast(device_type=device.type, enabled=False):
                     q, k = rec["q"].float(), rec["k"].float()
-                    small = layer_small_matrices(q, k, record_scale(rec), record_rotation(m, rec), rows, positions)
+                    rotation = rotations(m, rec)
+                    rot, rot_inv = (None, None) if rotation is None else (rotation.matrices, rotation.inverse)
+                    small = layer_small_matrices(q, k, record_scale(rec), rot, rows, positions, rot_inv=rot_inv,
+                                                 same_det=True)
                     margins.append(smooth_logdet(small.double(), self.delta))  # (B', H, T or n)
         if rows is not None:
             valid = valid[rows]

@@ -99,11 +99,21 @@ def _adjugate_below(M: Tensor, below: Tensor) -> Tensor:
     return adj_t
 
 
-def logdet_gradient_masked(M: Tensor, above: Tensor, slope: Tensor) -> Tensor:
-    """``d l_delta(det M) / dM``, each formula on only the matrices it applies to (CPU path)."""
+def logdet_gradient_masked(M: Tensor, above: Tensor, slope: Tensor, lu: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """``d l_delta(det M) / dM``, each formula on only the matrices it applies to (CPU path).
+
+    ``lu``: the forward's ``lu_factor`` of ``M``, so that ``M^{-T}`` costs a solve, not a second
+    factorisation."""
+    if lu is not None and bool(above.all()):  # the common case: no masking, no scatter
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand(M.shape)
+        return torch.linalg.lu_solve(lu[0], lu[1], eye, adjoint=True)
     out = torch.zeros_like(M)
-    if above.any():
-        out[above] = torch.linalg.inv(M[above]).mT  # det >= delta > 0: invertible
+    if above.any():  # det >= delta > 0: invertible
+        if lu is None:
+            out[above] = torch.linalg.inv(M[above]).mT
+        else:
+            eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand(int(above.sum()), -1, -1)
+            out[above] = torch.linalg.lu_solve(lu[0][above], lu[1][above], eye, adjoint=True)
     below = ~above
     if below.any():
         out[below] = slope[below][:, None, None] * adjugate_transpose(M[below])
@@ -120,26 +130,40 @@ def logdet_gradient_sync_free(M: Tensor, above: Tensor, slope: Tensor) -> Tensor
     return torch.where(above[..., None, None], inv_t, below_grad)
 
 
+def slogdet_from_lu(lu: Tensor, pivots: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.slogdet`` from an LU factorisation: the product of U's diagonal, and the
+    permutation's sign (one transposition per pivot that is not its own row)."""
+    diag = lu.diagonal(dim1=-2, dim2=-1)
+    rows = torch.arange(1, lu.shape[-1] + 1, device=lu.device, dtype=pivots.dtype)
+    swaps = (pivots != rows).sum(-1)
+    sign = torch.where(swaps % 2 == 0, 1.0, -1.0).to(lu.dtype) * diag.sign().prod(-1)
+    return sign, diag.abs().log().sum(-1)
+
+
 class _SmoothLogDet(torch.autograd.Function):
     @staticmethod
     def forward(ctx, M: Tensor, delta: float) -> Tensor:
-        sign, logabs = torch.linalg.slogdet(M)
+        lu, pivots = torch.linalg.lu_factor_ex(M)[:2]  # kept for the backward's M^{-T}
+        sign, logabs = slogdet_from_lu(lu, pivots)
         margin = smooth_margin_from_det(sign, logabs, delta)
         ctx.delta = delta
-        ctx.save_for_backward(M, sign, logabs)
+        ctx.save_for_backward(M, sign, logabs, lu, pivots)
         return margin
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        M, sign, logabs = ctx.saved_tensors
+        M, sign, logabs, lu, pivots = ctx.saved_tensors
         delta = ctx.delta
         # d log det M / dM = M^{-T} where det >= delta > 0; below: l'(det) adj(M)^T
         above = (sign > 0) & (logabs >= math.log(delta))
         det = sign * torch.exp(logabs.clamp(max=_LOG_CLAMP))
         y = torch.where(above, 0.0, (delta - det) / delta)
         slope = 1.0 / (delta * torch.sqrt(1.0 + y * y))  # d l_delta / d det
-        gradient = logdet_gradient_masked if M.device.type == "cpu" else logdet_gradient_sync_free
-        return grad[..., None, None] * gradient(M, above, slope), None
+        if M.device.type == "cpu":
+            gradient = logdet_gradient_masked(M, above, slope, (lu, pivots))
+        else:
+            gradient = logdet_gradient_sync_free(M, above, slope)
+        return grad[..., None, None] * gradient, None
 
 
 def smooth_logdet(M: Tensor, delta: float = DEFAULT_DELTA) -> Tensor:

@@ -116,6 +116,8 @@ def support_stats(runs: dict[int, dict], source: str) -> dict[str, Any]:
     seeds = sorted(runs)
     pert = [runs[s]["support"][source]["perturbation"] for s in seeds]
     out: dict[str, Any] = {"seeds": seeds}
+    hows = ("random", "position_matched") + (("class_matched",) if all("substitute_class_matched" in p for p in pert)
+                                             else ())
     for key in (
         "substitute_support",
         "substitute_random",
@@ -129,12 +131,14 @@ def support_stats(runs: dict[int, dict], source: str) -> dict[str, Any]:
         "noise_ratio_position_matched",
     ):
         out[key] = interval_summary([p[key] for p in pert])
-    # support minus random, paired within each run
+    # support minus each control, paired within each run
     for kind in ("substitute", "noise"):
-        out[f"{kind}_excess_random"] = interval_summary([p[f"{kind}_support"] - p[f"{kind}_random"] for p in pert])
-        out[f"{kind}_excess_position_matched"] = interval_summary(
-            [p[f"{kind}_support"] - p[f"{kind}_position_matched"] for p in pert]
-        )
+        for how in hows:
+            out[f"{kind}_excess_{how}"] = interval_summary([p[f"{kind}_support"] - p[f"{kind}_{how}"] for p in pert])
+    if "class_matched" in hows:
+        for key in ("substitute_class_matched", "noise_class_matched", "substitute_ratio_class_matched",
+                    "class_matched_fallback_share"):
+            out[key] = interval_summary([p[key] for p in pert])
     profiles = [runs[s]["support"][source]["profile"] for s in seeds]
     classes = sorted({c for p in profiles for c in p["classes"]})
     out["classes"] = {
@@ -171,20 +175,50 @@ def support_stats(runs: dict[int, dict], source: str) -> dict[str, Any]:
 
 
 def tracker_curves(runs: dict[int, dict], source: str, key: str) -> tuple[list[int], list[float], list[float]]:
-    seeds = sorted(runs)
-    steps = [r["step"] for r in runs[seeds[0]]["tracker"]["rows"]]
-    per_seed = [[row[source][key] for row in runs[s]["tracker"]["rows"]] for s in seeds]
-    mean = [sum(v[i] for v in per_seed) / len(per_seed) for i in range(len(steps))]
-    sd = [
-        math.sqrt(sum((v[i] - mean[i]) ** 2 for v in per_seed) / max(1, len(per_seed) - 1)) for i in range(len(steps))
-    ]
+    """Mean and std over seeds at every tracked step; with early stopping a step counts only the
+    seeds that reached it."""
+    at = defaultdict(list)
+    for s in sorted(runs):
+        for row in runs[s]["tracker"]["rows"]:
+            at[row["step"]].append(row[source][key])
+    steps = sorted(at)
+    mean = [sum(at[t]) / len(at[t]) for t in steps]
+    sd = [math.sqrt(sum((v - m) ** 2 for v in at[t]) / max(1, len(at[t]) - 1)) for t, m in zip(steps, mean)]
     return steps, mean, sd
 
 
-def summarize(out: Path) -> dict[str, Any]:
+def expected_runs(scale) -> list[tuple[str, str, int]]:
+    """(corpus label, variant, seed) of every run the scale plans."""
+    return [(plan.spec.label, v.name, seed) for plan in scale.plans for seed in plan.seeds for v in plan.variants]
+
+
+def missing_runs(results: list[dict], scale) -> list[tuple[str, str, int]]:
+    have = {(r["corpus"], r["variant"], r["seed"]) for r in results}
+    return [job for job in expected_runs(scale) if job not in have]
+
+
+def convergence_stats(runs: dict[int, dict]) -> dict[str, Any] | None:
+    """Best step, steps run and the last-20 % improvement over seeds (runs that record them)."""
+    recs = [runs[s]["convergence"] for s in sorted(runs) if "convergence" in runs[s]]
+    if not recs:
+        return None
+    return {"n": len(recs),
+            "best_step": interval_summary([float(r["best_step"]) for r in recs]),
+            "best_step_range": [min(r["best_step"] for r in recs), max(r["best_step"] for r in recs)],
+            "steps_run": interval_summary([float(r["steps_run"]) for r in recs]),
+            "stopped_early": sum(bool(runs[s].get("stopped_early")) for s in runs),
+            "last_20pct_improvement": interval_summary([r["last_20pct_improvement"] for r in recs]),
+            "last_20pct_improvement_rel": interval_summary([r["last_20pct_improvement_rel"] for r in recs]),
+            "scored_characters": min(runs[s].get("scored_characters", 0) for s in runs)}
+
+
+def summarize(out: Path, scale=None) -> dict[str, Any]:
+    """The paired summary of every finished run in ``out``; with ``scale``, also the planned runs
+    that are missing (the study is not done while any is)."""
     results = load_results(out)
+    missing = [list(job) for job in missing_runs(results, scale)] if scale is not None else []
     if not results:
-        return {"corpora": {}, "runs": 0}
+        return {"corpora": {}, "runs": 0, "missing": missing}
     by = defaultdict(lambda: defaultdict(dict))
     kinds = {}
     for r in results:
@@ -194,6 +228,7 @@ def summarize(out: Path) -> dict[str, Any]:
     headline_key = f"{NOISE} {HEADLINE_SIGMA:g}"
     summary: dict[str, Any] = {
         "runs": len(results),
+        "missing": missing,
         "headline_condition": headline_key,
         "paper": {"clean_cost": PAPER_CLEAN, "gain": PAPER_GAIN},
         "corpora": {},
@@ -273,6 +308,7 @@ def summarize(out: Path) -> dict[str, Any]:
             }
             for name, runs in variants.items()
         }
+        cs["convergence"] = {name: c for name, runs in variants.items() if (c := convergence_stats(runs))}
         cs["support"] = {}
         for name in ("baseline", "barrier lam=0.05", "barrier lam=0.2"):
             if name in variants and len(variants[name]) >= 2:
@@ -397,6 +433,7 @@ def markdown(summary: dict, scale) -> str:
         "`mean [95 % t interval]`, bootstrap intervals in summary.json. Headline condition: "
         f"{summary['headline_condition']} x RMS, damage gain. Paper: <= 1.7 % cost with >= 12 % gain.",
         "",
+        *missing_lines(summary),
         "## Verdict",
         "",
         *verdict_table(summary),
@@ -407,6 +444,7 @@ def markdown(summary: dict, scale) -> str:
     ]
     for corpus, cs in summary["corpora"].items():
         lines += [f"## {corpus}", "", f"Baseline seeds: {cs['baseline_seeds']}.", ""]
+        lines += convergence_lines(cs)
         noise = (
             [c for c in next(iter(cs["variants"].values()))["conditions"] if c.startswith(NOISE)]
             if cs["variants"]
@@ -507,6 +545,15 @@ def markdown(summary: dict, scale) -> str:
                     f"{fmt_interval(st['substitute_excess_random'], 4, pct=False)}, over position-matched "
                     f"{fmt_interval(st['substitute_excess_position_matched'], 4, pct=False)}"
                 )
+                if "substitute_excess_class_matched" in st:
+                    share = 100 * st["class_matched_fallback_share"]["mean"]
+                    lines.append(
+                        "- against class- and frequency-matched tokens: "
+                        f"{fmt_interval(st['substitute_class_matched'], 4, pct=False)} nats/char, excess "
+                        f"{fmt_interval(st['substitute_excess_class_matched'], 4, pct=False)} (noise: excess "
+                        f"{fmt_interval(st['noise_excess_class_matched'], 4, pct=False)}; matches outside the "
+                        f"class-and-band bucket {share:.0f} %)"
+                    )
                 lines.append(
                     f"- noise (1 x RMS) on their embeddings only: {fmt_interval(st['noise_support'], 4, pct=False)} "
                     f"vs random {fmt_interval(st['noise_random'], 4, pct=False)} vs position-matched "
@@ -534,6 +581,37 @@ def markdown(summary: dict, scale) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missing_lines(summary: dict) -> list[str]:
+    """The planned runs not yet finished, grouped by corpus and variant."""
+    missing = summary.get("missing") or []
+    if not missing:
+        return []
+    groups = defaultdict(list)
+    for corpus, variant, seed in missing:
+        groups[(corpus, variant)].append(seed)
+    lines = [f"## Missing runs ({len(missing)}): the study is not done", "",
+             "| corpus | variant | seeds missing |", "|---|---|---|"]
+    lines += [f"| {c} | {v} | {', '.join(map(str, seeds))} |" for (c, v), seeds in groups.items()]
+    return lines + [""]
+
+
+def convergence_lines(cs: dict) -> list[str]:
+    conv = cs.get("convergence") or {}
+    if not conv:
+        return []
+    lines = ["Convergence (validation split, not scored; mean [95 % t interval] over seeds): best step, steps run, "
+             "and the last-20 % improvement of the best validation loss (nats/char):", "",
+             "| variant | n | best step (range) | steps run | stopped early | last-20 % improvement | relative |",
+             "|---|---|---|---|---|---|---|"]
+    for name, c in conv.items():
+        lo, hi = c["best_step_range"]
+        lines.append(f"| {name} | {c['n']} | {fmt_interval(c['best_step'], 0, pct=False)} ({lo}-{hi}) | "
+                     f"{fmt_interval(c['steps_run'], 0, pct=False)} | {c['stopped_early']} | "
+                     f"{fmt_interval(c['last_20pct_improvement'], 4, pct=False)} | "
+                     f"{fmt_interval(c['last_20pct_improvement_rel'], 2)} |")
+    return lines + [""]
+
+
 def _clean(obj):
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -545,12 +623,14 @@ def _clean(obj):
 
 
 def write_summary(out: Path, dest: Path, scale) -> dict[str, Any]:
-    summary = summarize(out)
+    summary = summarize(out, scale)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if summary["runs"]:
         summary["figures"] = _figures(summary, dest)
     clean = _clean(summary)
     write_json(dest / "summary.json", clean, indent=1)
-    atomic_write_text(dest / "summary.md", markdown(summary, scale) if summary["runs"] else "# no runs yet\n")
+    empty = "# no runs yet\n\n" + "\n".join(missing_lines(summary)) + "\n"
+    text = markdown(summary, scale) if summary["runs"] else empty
+    atomic_write_text(dest / "summary.md", text)
     return clean

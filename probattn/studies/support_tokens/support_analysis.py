@@ -6,6 +6,9 @@
   (uniform over eligible positions, and position-matched: the support positions of other
   windows), or add Gaussian noise to their embeddings only; the loss increase over every target
   of the windows for each. The SVM analogy predicts support tokens hurt more than random ones.
+  Given the windows' characters, also against class- and frequency-matched tokens (``class_matched``:
+  other positions whose character has the same class and the same factor-of-two frequency band in
+  the scored text), so rare punctuation and digits do not pass for "support".
 * ``char_profile``: which characters and positions support tokens fall on, against base rates.
 * ``jaccard``: overlap of two support sets of the same text (seeds, checkpoints).
 """
@@ -66,10 +69,58 @@ def _noised(model, x: Tensor, pairs, sigma: float, g: torch.Generator) -> Tensor
     return emb + noise.to(emb.device, emb.dtype)
 
 
+def frequency_band(count: int) -> int:
+    """Factor-of-two frequency band of a character seen ``count`` times: floor(log2 count)."""
+    return max(0, int(count).bit_length() - 1)
+
+
+def class_matched(support: list[tuple[int, int]], chars: list[list[str]], counts: Counter,
+                  g: torch.Generator) -> tuple[list[tuple[int, int]], int]:
+    """One draw of positions matching ``support`` token by token in character class and frequency band.
+
+    Drawn without replacement among the eligible positions that are not support tokens; where a
+    (class, band) has too few, the rest come from the same class, then from any position. Returns
+    the positions and how many needed such a fallback.
+    """
+    taken = set(map(tuple, support))
+    others = [(w, t) for w in range(len(chars)) for t in range(FIRST_INFORMATIVE, len(chars[0]))
+              if (w, t) not in taken]
+
+    def key(w, t):
+        c = chars[w][t]
+        return char_class(c), frequency_band(counts.get(c, 0))
+
+    order = torch.randperm(len(others), generator=g).tolist()  # one shuffle: every bucket is a uniform draw
+    shuffled = [(others[i], key(*others[i])) for i in order]
+    chosen: list[tuple[int, int]] = []
+    used: set[tuple[int, int]] = set()
+    fallbacks = 0
+    for w, t in support:
+        want = key(w, t)
+        pick = None
+        # same class and band, else same class, else any position
+        for level, same in enumerate((lambda k, want=want: k == want, lambda k, want=want: k[0] == want[0],
+                                      lambda k, want=want: True)):
+            pick = next((p for p, k in shuffled if p not in used and same(k)), None)
+            if pick is not None:
+                fallbacks += level > 0
+                break
+        if pick is None:  # fewer non-support positions than support tokens
+            pick = (w, t)
+            fallbacks += 1
+        used.add(pick)
+        chosen.append(pick)
+    return chosen, fallbacks
+
+
 @torch.no_grad()
 def perturbation_test(model, x: Tensor, y: Tensor, support: list[tuple[int, int]], draws: int = 8,
-                      sigma: float = 1.0, seed: int = 0) -> dict[str, Any]:
-    """Loss increases (perturbed - clean, nats/char over every target) for support vs random tokens."""
+                      sigma: float = 1.0, seed: int = 0, chars: list[list[str]] | None = None,
+                      char_counts: Counter | None = None) -> dict[str, Any]:
+    """Loss increases (perturbed - clean, nats/char over every target) for support vs random tokens.
+
+    With ``chars`` (the windows' characters) also against class- and frequency-matched tokens; the
+    bands come from ``char_counts`` (character counts of the scored text; default: the windows')."""
     gpt = raw_model(model)
     gpt.eval()
     x, y = x.cpu(), y.cpu()
@@ -89,12 +140,25 @@ def perturbation_test(model, x: Tensor, y: Tensor, support: list[tuple[int, int]
         for how, pairs in (("support", support), ("random", uniform), ("position_matched", matched)):
             rows[f"substitute_{how}"].append(_loss(gpt, _substituted(x, pairs, vocab, g), y) - clean)
             rows[f"noise_{how}"].append(_loss(gpt, x, y, _noised(gpt, x, pairs, sigma, g)) - clean)
+    hows = ["random", "position_matched"]
+    if chars is not None:  # a generator of its own: the draws above stay those of earlier studies
+        counts = char_counts if char_counts is not None else Counter(c for row in chars for c in row)
+        gm = torch.Generator().manual_seed(seed + 7_919)
+        fallbacks = 0
+        for kind in ("substitute", "noise"):
+            rows[f"{kind}_class_matched"] = []
+        for _ in range(draws):
+            matched, missed = class_matched(support, chars, counts, gm)
+            fallbacks += missed
+            rows["substitute_class_matched"].append(_loss(gpt, _substituted(x, matched, vocab, gm), y) - clean)
+            rows["noise_class_matched"].append(_loss(gpt, x, y, _noised(gpt, x, matched, sigma, gm)) - clean)
+        out["class_matched_fallback_share"] = fallbacks / max(1, draws * k)
+        hows.append("class_matched")
     out.update({key: sum(v) / len(v) for key, v in rows.items()})
     for kind in ("substitute", "noise"):
-        s = out[f"{kind}_support"]
-        out[f"{kind}_ratio_random"] = s / out[f"{kind}_random"] if out[f"{kind}_random"] else float("nan")
-        pm = out[f"{kind}_position_matched"]
-        out[f"{kind}_ratio_position_matched"] = s / pm if pm else float("nan")
+        for how in hows:
+            ref = out[f"{kind}_{how}"]
+            out[f"{kind}_ratio_{how}"] = out[f"{kind}_support"] / ref if ref else float("nan")
     return out
 
 
