@@ -130,7 +130,7 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
     for arm in s.arms:
         mine = [(sp, results.get(sp.run_id)) for a, sp in planned if a.name == arm.name]
         done = [r for _, r in mine if r is not None]
-        seconds[arm.name] = float(np.mean([r["seconds"] for r in done])) if done else math.nan
+        seconds[arm.name] = float(np.mean([r["cpu_seconds"] for r in done])) if done else math.nan
         groups = []
         for L in arm.Ls:
             P_all = P_grid(theory[f"{arm.kind}/{L}"]["P_star"], arm.k)
@@ -171,7 +171,7 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
         hysteresis=hyst, head_order=order, scaling=_scaling(s, theory, arms_out), runs_total=len(planned),
         runs_done=sum(sp.run_id in results for _, sp in planned),
         missing=[sp.run_id for _, sp in planned if sp.run_id not in results],
-        seconds={**seconds, "total": float(sum(r["seconds"] for r in results.values()))})
+        seconds={**seconds, "total": float(sum(r["cpu_seconds"] for r in results.values()))})
 
 
 def _group(arm_out, L, init):

@@ -207,8 +207,10 @@ def render(res, out_dir) -> dict[str, Path]:
         f"Copy start: the same network first trained on fresh sequences ({s['pretrain_steps']} steps, no decay). "
         f"Threshold: where the seed-mean of the final m crosses halfway from uniform attention to its grid maximum.",
         note=True)
-    rep.paragraph(f"Runs: {res.runs_done} of {res.runs_total} finished; {res.seconds['total']:.0f} s of training "
-                  "in the finished runs.")
+    rep.paragraph(f"Runs: {res.runs_done} of {res.runs_total} finished; {res.seconds['total']:.0f} CPU-seconds of "
+                  "training in the finished runs; per run (mean, by arm): "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items() if k != "total" and math.isfinite(v))
+                  + ".")
     rep.heading("Verdict")
     rep.bullets(res.verdict)
     rep.heading("Theory at the matched scales")

@@ -27,7 +27,7 @@ class EmergenceResults:
     runs_total: int
     runs_done: int
     missing: list  # run ids not finished yet
-    seconds: dict  # per arm: mean seconds per run; "total": sum over finished runs
+    seconds: dict  # CPU seconds: per arm the mean per run; "total": the sum over finished runs
     verdict: list = field(default_factory=list)
 
     def to_json(self) -> dict:

@@ -144,7 +144,7 @@ def _copy_start(spec: RunSpec) -> dict:
 
 def train_run(spec: RunSpec) -> dict:
     """Train one run; the result records the order parameters over steps and at the end."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train = make_sequences(spec.task, spec.V, spec.L, spec.P, _generator(spec.seed))
     test = make_sequences(spec.task, spec.V, spec.L, spec.n_test, _generator(10_000 + spec.seed))
     net = _net(spec)
@@ -175,7 +175,7 @@ def train_run(spec: RunSpec) -> dict:
             "induction_uniform": uniform_induction_score(test.tokens) if spec.task == "induction" else math.nan,
             "train_loss": final_train["loss"], "train_acc": final_train["acc"],
             "test_loss": final_test["loss"], "test_acc": final_test["acc"],
-            "curve": curve, "seconds": time.perf_counter() - t0}
+            "curve": curve, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 # -- folders and the pool ------------------------------------------------------------------------
