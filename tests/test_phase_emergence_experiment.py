@@ -87,3 +87,21 @@ def test_bad_scale_and_workers_one_line(tmp_path, capsys, monkeypatch):
     rc = main(["experiment", "copy-emergence", "--scale", "smoke", "--out", str(tmp_path / "w"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "PROBATTN_WORKERS must be a positive integer" in err[0]
+
+
+def test_a_diverged_run_is_recorded_and_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    from probattn.errors import TrainingDiverged
+
+    specs = [runs_mod.RunSpec("copy", "attn1", "softmax", 6, 4, P, 0, steps=3, log_every=1, n_test=4,
+                              pretrain_steps=2, batch=2, d_model=8) for P in (2, 3)]
+    real = runs_mod.train_run
+
+    def flaky(spec):
+        if spec.P == 2:
+            raise TrainingDiverged("cross-entropy became nan at step 1")
+        return real(spec)
+
+    monkeypatch.setattr(runs_mod, "train_run", flaky)
+    results = runs_mod.run_all(specs, tmp_path)
+    assert runs_mod.diverged(results[specs[0].run_id]) and not runs_mod.diverged(results[specs[1].run_id])
+    assert runs_mod.load_result(tmp_path, specs[0])["diverged"].startswith("cross-entropy became nan")

@@ -28,7 +28,7 @@ from . import analysis as an
 from . import matching
 from .order import uniform_previous_token_score
 from .results import EmergenceResults
-from .runs import RunSpec, run_all, workers_from_env
+from .runs import RunSpec, diverged, run_all, workers_from_env
 
 DESCRIPTION = ("trained transformers (1-2 layers, MLP or none, softmax/linear, AdamW) on copy and induction "
                "tasks: when does the copy head appear, against the phase-transition theory's P*")
@@ -118,7 +118,8 @@ def plan(s: EmergenceSettings, seeds, theory: dict) -> list[tuple[Arm, RunSpec]]
                         out.append((arm, RunSpec(
                             arm.task, arm.model, arm.kind, L, s.V, P, seed, init, arm.convention, s.sigma, wd,
                             s.steps, s.lr, s.batch, s.d_model, s.n_head, s.pretrain_steps, s.log_every, s.n_test)))
-    return out
+    # every arm at the main L first: a sweep stopped early still answers the main question
+    return sorted(out, key=lambda pair: pair[1].L != s.L_main)
 
 
 def _floor(task: str, L: int) -> float:
@@ -128,7 +129,8 @@ def _floor(task: str, L: int) -> float:
 def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict, scale: str) -> EmergenceResults:
     arms_out, hyst, order, seconds = {}, {}, [], {}
     for arm in s.arms:
-        mine = [(sp, results.get(sp.run_id)) for a, sp in planned if a.name == arm.name]
+        mine = [(sp, None if diverged(results.get(sp.run_id)) else results.get(sp.run_id))
+                for a, sp in planned if a.name == arm.name]
         done = [r for _, r in mine if r is not None]
         seconds[arm.name] = float(np.mean([r["cpu_seconds"] for r in done])) if done else math.nan
         groups = []
@@ -171,6 +173,7 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
         hysteresis=hyst, head_order=order, scaling=_scaling(s, theory, arms_out), runs_total=len(planned),
         runs_done=sum(sp.run_id in results for _, sp in planned),
         missing=[sp.run_id for _, sp in planned if sp.run_id not in results],
+        diverged=[sp.run_id for _, sp in planned if diverged(results.get(sp.run_id))],
         seconds={**seconds, "total": float(sum(r["cpu_seconds"] for r in results.values()))})
 
 
@@ -235,7 +238,7 @@ def compute(ctx: ExperimentContext, s: EmergenceSettings, seeds) -> EmergenceRes
     t0 = time.perf_counter()
 
     def progress(done, todo, r):
-        log(f"{done}/{todo} {r['run_id']}: m {r['m']:.3f} ({r['seconds']:.1f} s; "
+        log(f"{done}/{todo} {r['run_id']}: m {r.get('m', math.nan):.3f} ({r['seconds']:.1f} s; "
             f"{time.perf_counter() - t0:.0f} s so far)")
 
     if report_only:

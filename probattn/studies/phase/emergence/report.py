@@ -34,6 +34,8 @@ def verdict(res) -> list[str]:
     if res.runs_done < res.runs_total:
         out.append(f"Partial: {res.runs_done} of {res.runs_total} runs finished; every number below uses the "
                    "finished ones only.")
+    if res.diverged:
+        out.append(f"{len(res.diverged)} runs diverged and are left out (listed in the report).")
     for name, arm in res.arms.items():
         for g in arm["groups"]:
             thr = g["threshold"]
@@ -236,6 +238,9 @@ def render(res, out_dir) -> dict[str, Path]:
         rep.table(["arm", "L", "P", "mean", "95% t interval", "seeds"],
                   [[n, d["L"], int(P), f"{d['mean']:.3f}", f"[{_fmt(d['lo'], 3)}, {_fmt(d['hi'], 3)}]", d["n"]]
                    for n, h in res.hysteresis.items() for P, d in h.items()])
+    if res.diverged:
+        rep.heading("Diverged runs (left out of every statistic)")
+        rep.paragraph(", ".join(res.diverged))
     if res.missing:
         rep.heading("Missing runs")
         rep.paragraph(f"{len(res.missing)} planned runs have no result yet (rerun the same command to train them): "

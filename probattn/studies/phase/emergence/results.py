@@ -27,6 +27,7 @@ class EmergenceResults:
     runs_total: int
     runs_done: int
     missing: list  # run ids not finished yet
+    diverged: list  # run ids whose training diverged (left out of every statistic)
     seconds: dict  # CPU seconds: per arm the mean per run; "total": the sum over finished runs
     verdict: list = field(default_factory=list)
 

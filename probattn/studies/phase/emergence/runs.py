@@ -188,12 +188,19 @@ def load_result(root: Path, spec: RunSpec) -> dict | None:
     return saved if saved.get("spec") == json.loads(json.dumps(asdict(spec))) else None
 
 
+def diverged(result: dict | None) -> bool:
+    return bool(result and result.get("diverged"))
+
+
 def _run_and_save(root: str, spec: RunSpec) -> dict:
     torch.set_num_threads(1)
     folder = Path(root) / spec.run_id
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "spec.json", json.dumps(asdict(spec), indent=1))
-    result = train_run(spec)
+    try:
+        result = train_run(spec)
+    except TrainingDiverged as e:  # a finding about this point, not a reason to stop the sweep
+        result = {"spec": asdict(spec), "run_id": spec.run_id, "diverged": str(e), "seconds": 0.0, "cpu_seconds": 0.0}
     atomic_write_text(folder / "result.json", json.dumps(json_safe(result)))
     return result
 
