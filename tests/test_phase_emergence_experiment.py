@@ -4,6 +4,7 @@ runs, a report from a partial set of runs, bad input."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -38,7 +39,11 @@ def test_smoke_writes_report_and_typed_results(smoke):
     assert len(point["m_curves"][0]) == s.steps // s.log_every + 1
     assert set(data["hysteresis"]) == {"copy-attn1-softmax-copystart", "copy-attn1-linear-copystart",
                                        "induction-attn2-softmax"}
-    assert data["verdict"] and (out / "report.html").exists()
+    main_group = next(g for g in data["arms"]["copy-attn1-softmax"]["groups"] if g["L"] == s.L_main)
+    assert main_group["threshold"]["P_hat"] is not None  # smoke is sized so the copy head forms on its grid
+    assert all(math.isfinite(v) for k, v in data["scaling"]["softmax"].items() if k.startswith("slope"))
+    assert any("the copy head appears at P_hat" in line for line in data["verdict"])
+    assert (out / "report.html").exists()
     for fig in ("m_vs_P", "bimodality", "m_over_steps", "threshold_vs_L"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     assert "runs" in result.headline

@@ -82,9 +82,9 @@ def _arms(Ls: tuple, L_main: int, k: tuple, k_induction: tuple, induction_L: int
 
 
 SETTINGS = {
-    "smoke": EmergenceSettings(V=8, L_main=8, sigma=0.2, steps=30, lr=0.01, batch=8, d_model=16, n_head=2,
+    "smoke": EmergenceSettings(V=8, L_main=8, sigma=0.2, steps=60, lr=0.05, batch=8, d_model=16, n_head=2,
                                pretrain_steps=20, log_every=10, n_test=16,
-                               arms=_arms((6, 8), 8, (-1, 0), (0,), 8), seeds=(0, 1)),
+                               arms=_arms((6, 8), 8, (-4, 0), (0,), 8), seeds=(0, 1)),
     "quick": EmergenceSettings(V=16, L_main=16, sigma=0.2, steps=1500, lr=0.01, batch=32, d_model=32, n_head=2,
                                pretrain_steps=1000, log_every=50, n_test=128,
                                arms=_arms((8, 16, 32), 16, (-6, -5, -4, -3, -2, -1, 0, 1),
@@ -122,10 +122,6 @@ def plan(s: EmergenceSettings, seeds, theory: dict) -> list[tuple[Arm, RunSpec]]
     return sorted(out, key=lambda pair: pair[1].L != s.L_main)
 
 
-def _floor(task: str, L: int) -> float:
-    return uniform_previous_token_score(L)
-
-
 def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict, scale: str) -> EmergenceResults:
     arms_out, hyst, order, seconds = {}, {}, [], {}
     for arm in s.arms:
@@ -154,11 +150,16 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
                                        "m_curves": [r["curve"]["m"] for r in rs],
                                        "induction_curves": [r["curve"]["induction"] for r in rs]}
                 Ps = [int(P) for P in pts]
-                floor = _floor(arm.task, L)
+                floor = uniform_previous_token_score(L)
                 thr = an.threshold(Ps, [pts[str(P)]["m"]["values"] for P in Ps], floor) if len(Ps) >= 2 else None
+                ind_thr = None
+                if arm.task == "induction" and len(Ps) >= 2:
+                    ind_floor = float(np.mean([r["induction_uniform"] for sp, r in mine if r is not None]))
+                    ind_thr = {**an.threshold(Ps, [pts[str(P)]["induction"]["values"] for P in Ps], ind_floor),
+                               "uniform": ind_floor}
                 P_fine = np.geomspace(min(P_all), max(P_all), 60)
                 groups.append({"L": L, "init": init, "P_planned": P_all, "points": pts, "m_uniform": floor,
-                               "weight_decay_fixed": wd, "threshold": thr,
+                               "weight_decay_fixed": wd, "threshold": thr, "induction_threshold": ind_thr,
                                "theory_P": P_fine.tolist(),
                                "theory_m": matching.theory_curve(arm.kind, L, s.V, P_fine,
                                                                  sigma=None if wd else s.sigma, wd=wd)})

@@ -18,6 +18,10 @@ def _fmt(x, digits=1) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
 
 
+def _nan0(x) -> float:
+    return x if isinstance(x, float) and math.isfinite(x) else 0.0
+
+
 def _groups(res, arm_name):
     return (res.arms.get(arm_name) or {}).get("groups", [])
 
@@ -43,13 +47,21 @@ def verdict(res) -> list[str]:
             if not g["points"]:
                 continue
             if thr and thr["P_hat"]:
+                spread = max(g["points"].items(), key=lambda kv: _nan0(kv[1]["m"]["std"]))
+                vals = spread[1]["m"]["values"]
                 out.append(f"{name}, L = {g['L']}, {g['init']} start: the copy head appears at P_hat = "
                            f"{thr['P_hat']:.1f} sequences (95% seed-bootstrap [{_fmt(thr['lo'])}, {_fmt(thr['hi'])}]) "
-                           f"against the theory's P* = {P_star:.1f}: ratio {thr['P_hat'] / P_star:.2g}.")
+                           f"against the theory's P* = {P_star:.1f}: ratio {thr['P_hat'] / P_star:.2g}; the seeds "
+                           f"spread most at P = {spread[0]} (final m {min(vals):.2f}-{max(vals):.2f}).")
             else:
                 ms = [p["m"]["mean"] for p in g["points"].values()]
                 out.append(f"{name}, L = {g['L']}, {g['init']} start: no threshold on the grid (mean m "
                            f"{min(ms):.2f}-{max(ms):.2f}, uniform {g['m_uniform']:.2f}; theory P* = {P_star:.1f}).")
+            ind = g.get("induction_threshold")
+            if ind and ind["P_hat"]:
+                out.append(f"{name}, L = {g['L']}, {g['init']} start: the induction score (uniform "
+                           f"{ind['uniform']:.2f}) passes halfway at P_hat = "
+                           f"{ind['P_hat']:.1f} sequences (95% [{_fmt(ind['lo'])}, {_fmt(ind['hi'])}]).")
     for kind, sc in res.scaling.items():
         if math.isfinite(sc["slope_measured_sequences"]):
             out.append(f"Scaling ({kind}, copy, 1 layer, V fixed): d ln P_hat / d ln L = "
