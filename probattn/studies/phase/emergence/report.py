@@ -113,7 +113,8 @@ def m_vs_P_figure(rep: Report, res) -> None:
             ax.plot(Ps, [init_g["points"][str(P)]["m"]["mean"] for P in Ps], "-", color=color, marker=marker,
                     label=f"{init_g['init']} start")
         P_star = res.theory[f"{arm['arm']['kind']}/{g['L']}"]["P_star"]
-        ax.plot(g["theory_P"], g["theory_m"], "k--", label="theory m* (lambda for linear)")
+        if arm["arm"]["kind"] == "softmax":  # linear: the theory's S = lambda Shift has no scale-free m
+            ax.plot(g["theory_P"], g["theory_m"], "k--", label="theory m*(P)")
         ax.axvline(P_star, color="k", lw=0.8, ls=":")
         ax.axhline(g["m_uniform"], color="gray", lw=0.8)
         _log_x(ax, g["P_planned"])
@@ -125,7 +126,8 @@ def m_vs_P_figure(rep: Report, res) -> None:
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     rep.figure(fig, "m_vs_P", "Final m of the best layer-1 head against P: seeds (dots), mean (line), theory's "
-                              "m*(P) at the matched scales (dashed), P* (dotted), uniform attention (gray)")
+                              "m*(P) at the matched scales (dashed, softmax), P* or P_c (dotted), uniform "
+                              "attention (gray)")
 
 
 def histogram_figure(rep: Report, res) -> None:
