@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, str] = {
     "gpam-deep": "probattn.studies.gpam.deep_experiment",
     "support-tokens": "probattn.studies.support_tokens.experiment",
     "phase": "probattn.studies.phase.experiment",
+    "copy-emergence": "probattn.studies.phase.emergence.experiment",
     "nmt": "probattn.studies.gpam.nmt_experiment",
 }
 
