@@ -99,8 +99,10 @@ def test_the_study_end_to_end_and_its_report(data, tmp_path):
         partial = study.run(ctx, design, root)
     assert spec.name in partial.results["missing"] and len(partial.results["missing"]) == 1
     result = study.run(ctx, design, root)
-    res = json.loads((tmp_path / "report" / "results.json").read_text())
+    text = (tmp_path / "report" / "results.json").read_text()
+    res = json.loads(text)
     assert res["missing"] == [] and "missing runs" not in result.headline
+    assert str(tmp_path) not in text  # no path of this machine in a report meant to be committed
     assert res["tuned_lambdas"] in ([1.0, 1.0], [0.5, 1.0])
     tuned = [name for name in res["runs"] if "/tune/" in name]
     assert len(tuned) == 2 and all("test" not in res["runs"][n] for n in tuned)  # tuning never sees test

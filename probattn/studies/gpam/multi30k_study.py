@@ -418,7 +418,7 @@ def render(study: Study, specs: list[RunSpec]) -> ExperimentResult:
         rec = study.scores(spec)
         if rec is None:
             continue
-        results["runs"][spec.name] = rec
+        results["runs"][spec.name] = without_local_paths(rec)
         tr = rec["train"]
         row = [spec.name, rec["params"], tr["best_step"], tr["steps"], "yes" if tr["stopped_early"] else "no",
                f"{tr['best_val_nll']:.4f}", _f(tr["last20_improvement"], 4), _f(tr["wall_s"] / 60, 1),
@@ -533,6 +533,12 @@ def _figures(report: Report, study: Study, direction: str, norm: str, variants: 
     ax2.legend(fontsize=7)
     name = f"{direction}_{norm}"
     report.figure(fig, name, f"{direction} {norm}-LN: test BLEU per seed and the validation curves")
+
+
+def without_local_paths(record: dict) -> dict:
+    """A run's record for a committed report: the data folders it was read from are this machine's."""
+    config = {**record["config"], "data": {**record["config"]["data"], "data_dirs": ["<data path>"]}}
+    return {**record, "config": config}
 
 
 def _f(x, digits: int) -> str:
