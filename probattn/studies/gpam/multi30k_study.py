@@ -236,7 +236,7 @@ class Study:
                 return "busy"
             started = time.perf_counter()
             result = finished_result(cfg, run_dir)
-            resumed = False
+            resumed, trained_here = False, result is None
             if result is None:
                 resumed = resumable(cfg, run_dir)
                 result = Trainer(cfg, run_dir, resume=resumed, overwrite=not resumed, progress=self.ctx.progress,
@@ -244,11 +244,13 @@ class Study:
                 if result.interrupted or result.stop_requested:  # a stop in the last step ends the command too
                     raise Interrupted(f"interrupted: {run_dir} stopped at step {result.step} with a resumable "
                                       "checkpoint; rerun the same command to continue (finished runs are reused)")
-            train_s = time.perf_counter() - started
+            # a run trained elsewhere (train-nmt into this folder) has no wall time measured here
+            train_s = time.perf_counter() - started if trained_here else None
             self._score(spec, cfg, run_dir, train_s, resumed)
         return "trained"
 
-    def _score(self, spec: RunSpec, cfg: NMTRunConfig, run_dir: Path, train_s: float, resumed: bool) -> None:
+    def _score(self, spec: RunSpec, cfg: NMTRunConfig, run_dir: Path, train_s: float | None,
+               resumed: bool) -> None:
         started = time.perf_counter()
         run = load_nmt_run(run_dir, "best", "cpu" if self.ctx.device == "auto" else self.ctx.device)
         splits = ("valid",) if spec.tune else ("valid", "test")
@@ -264,8 +266,9 @@ class Study:
             "steps": summary["step"], "best_step": summary.get("best_step"),
             "stopped_early": bool(summary.get("stopped_early")), "best_val_nll": summary.get("best_val_loss"),
             "last20_improvement": last20_improvement(valid),
-            "tokens_per_s": summary.get("tokens_per_s"), "wall_s": round(train_s, 1),
-            "wall_includes_earlier_sessions": resumed, "threads": os.environ.get("OMP_NUM_THREADS"),
+            # wall_s: this process's training time; of a resumed run, only the part trained here
+            "tokens_per_s": summary.get("tokens_per_s"), "wall_s": None if train_s is None else round(train_s, 1),
+            "resumed": resumed, "threads": os.environ.get("OMP_NUM_THREADS"),
         }
         record["score_wall_s"] = round(time.perf_counter() - started, 1)
         write_json(run_dir / "scores.json", record)
@@ -421,7 +424,8 @@ def render(study: Study, specs: list[RunSpec]) -> ExperimentResult:
         results["runs"][spec.name] = without_local_paths(rec)
         tr = rec["train"]
         row = [spec.name, rec["params"], tr["best_step"], tr["steps"], "yes" if tr["stopped_early"] else "no",
-               f"{tr['best_val_nll']:.4f}", _f(tr["last20_improvement"], 4), _f(tr["wall_s"] / 60, 1),
+               f"{tr['best_val_nll']:.4f}", _f(tr["last20_improvement"], 4),
+               _f(None if tr["wall_s"] is None else tr["wall_s"] / 60, 1) + (" (resumed)" if tr["resumed"] else ""),
                _f(tr["tokens_per_s"], 0)]
         split = rec.get("test") or rec["valid"]
         row += [f"{split['bleu']:.2f}", f"{split['chrf']:.2f}", f"{split['bleu_tok_lc']:.2f}", f"{split['nll']:.4f}",
