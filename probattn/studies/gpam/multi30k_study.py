@@ -425,7 +425,7 @@ def render(study: Study, specs: list[RunSpec]) -> ExperimentResult:
         tr = rec["train"]
         row = [spec.name, rec["params"], tr["best_step"], tr["steps"], "yes" if tr["stopped_early"] else "no",
                f"{tr['best_val_nll']:.4f}", _f(tr["last20_improvement"], 4),
-               _f(None if tr["wall_s"] is None else tr["wall_s"] / 60, 1) + (" (resumed)" if tr["resumed"] else ""),
+               _f(None if tr["wall_s"] is None else tr["wall_s"] / 60, 1) + (" (resumed)" if tr.get("resumed") else ""),
                _f(tr["tokens_per_s"], 0)]
         split = rec.get("test") or rec["valid"]
         row += [f"{split['bleu']:.2f}", f"{split['chrf']:.2f}", f"{split['bleu_tok_lc']:.2f}", f"{split['nll']:.4f}",
