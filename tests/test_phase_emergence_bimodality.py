@@ -45,3 +45,21 @@ def test_bimodality_coefficient_matches_scipy_and_its_limits():
     assert bm.bimodality_coefficient([0.0] * 5000 + [1.0] * 5000) == pytest.approx(1.0, abs=1e-3)
     assert math.isnan(bm.bimodality_coefficient([0.1, 0.2, 0.3]))
     assert math.isnan(bm.bimodality_coefficient([0.4] * 6))
+
+
+def test_gap_p_value_separates_two_clusters_and_is_calibrated_on_normal_samples():
+    assert bm.gap_p_value([0.20, 0.21, 0.22, 0.23, 0.24, 0.70, 0.71, 0.72, 0.73, 0.74]) < 0.001
+    assert bm.gap_p_value(np.linspace(0.2, 0.8, 10)) > 0.5  # evenly spread: no gap stands out
+    assert math.isnan(bm.gap_p_value([0.1, 0.2, 0.3]))
+    # under the null (normal samples) p is uniform: about 5% fall below 0.05 (binomial sd 1.5% at 200)
+    rng = np.random.default_rng(1)
+    ps = [bm.gap_p_value(rng.normal(size=10), resamples=1000, seed=i) for i in range(200)]
+    assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
+    # the statistic is scale free: a shift and a scale leave p unchanged
+    x = rng.normal(size=10)
+    assert bm.gap_p_value(3 * x + 1) == pytest.approx(bm.gap_p_value(x))
+    # a gap above MIN_GAP inside an even spread: large in m, not a second mode
+    wide = bm.split_summary([0.0, 0.1, 0.2, 0.3, 0.46, 0.56, 0.66, 0.76, 0.86, 0.96])
+    assert wide["gap"] == pytest.approx(0.16) and (wide["n_low"], wide["n_high"]) == (4, 6)
+    assert wide["gap"] >= bm.MIN_GAP and min(wide["n_low"], wide["n_high"]) >= bm.MIN_GROUP
+    assert wide["p"] >= bm.ALPHA and not wide["bimodal"]

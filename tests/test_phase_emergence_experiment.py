@@ -55,6 +55,7 @@ def test_smoke_writes_report_and_typed_results(smoke):
             assert {k: pt["bimodality"][k] for k in ("gap", "n_low", "n_high", "bimodal")} == \
                 {k: split[k] for k in ("gap", "n_low", "n_high", "bimodal")}
             assert pt["bimodality"]["bc"] is None and math.isnan(split["bc"])
+            assert pt["bimodality"]["p"] is None and math.isnan(split["p"])
             assert pt["share_above_halfway"] == np.mean(np.array(pt["m"]["values"]) > g["m_halfway"])
     assert any("bimodal" in line for line in data["verdict"])
     assert "Bimodality on the fine grid" in (out / "report.md").read_text()

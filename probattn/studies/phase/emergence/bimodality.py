@@ -6,8 +6,12 @@ A first-order transition crossed by training shows, near P*, seeds that end in o
 - The largest gap: sort the values, take the largest difference between neighbours; it splits
   the seeds into a low and a high group. Convention: *bimodal* when that gap is at least
   ``MIN_GAP`` in m and each group holds at least ``MIN_GROUP`` seeds (one straggler is not a
-  second mode). MIN_GAP = 0.15 is three times the largest seed std (0.05) at the 5-seed grid
-  points of the softmax arm away from the jump.
+  second mode). MIN_GAP = 0.15 is three times the typical seed std (0.02-0.06) at the 5-seed
+  grid points of the softmax arm.
+- Its p-value against one unimodal null: the inner gap statistic (the largest gap leaving at least
+  MIN_GROUP values on each side, divided by the sample std) of the sample, against the same
+  statistic on normal samples of the same size (a parametric bootstrap; the statistic is scale
+  free, so the null has no parameter to fit). *Bimodal* requires p < ALPHA as well.
 - Sarle's bimodality coefficient BC = (g^2 + 1) / (k + 3 (n-1)^2 / ((n-2)(n-3))), g the sample
   skewness and k the excess kurtosis, both bias-corrected; a uniform distribution gives 5/9 and
   values above it suggest two modes (with n = 10 it is a hint, not a test).
@@ -21,6 +25,7 @@ import numpy as np
 
 MIN_GAP = 0.15
 MIN_GROUP = 2
+ALPHA = 0.05
 BC_UNIFORM = 5.0 / 9.0
 
 
@@ -50,11 +55,30 @@ def bimodality_coefficient(values) -> float:
     return float((skew**2 + 1.0) / (kurt + 3.0 * (n - 1) ** 2 / ((n - 2) * (n - 3))))
 
 
+def _inner_gap_ratio(sorted_rows: np.ndarray) -> np.ndarray:
+    """Per row (sorted ascending): the largest gap with >= MIN_GROUP values each side, over the row's std."""
+    inner = np.diff(sorted_rows, axis=-1)[..., MIN_GROUP - 1: sorted_rows.shape[-1] - MIN_GROUP]
+    return inner.max(axis=-1) / sorted_rows.std(axis=-1, ddof=1)
+
+
+def gap_p_value(values, resamples: int = 4000, seed: int = 0) -> float:
+    """P(normal sample of the same size has an inner gap ratio >= this one's), with the +1 correction;
+    nan when there are fewer than 2 MIN_GROUP values or no spread."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size < 2 * MIN_GROUP or v.max() == v.min():
+        return math.nan
+    observed = float(_inner_gap_ratio(v))
+    null = _inner_gap_ratio(np.sort(np.random.default_rng(seed).normal(size=(resamples, v.size)), axis=-1))
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + resamples))
+
+
 def split_summary(values) -> dict:
-    """Both statistics and the convention's verdict for one P."""
+    """The statistics and the convention's verdict for one P."""
     gap = largest_gap(values)
-    bimodal = gap["gap"] >= MIN_GAP and min(gap["n_low"], gap["n_high"]) >= MIN_GROUP
-    return {**gap, "bc": bimodality_coefficient(values), "bimodal": bool(bimodal)}
+    p = gap_p_value(values)
+    bimodal = (gap["gap"] >= MIN_GAP and min(gap["n_low"], gap["n_high"]) >= MIN_GROUP
+               and math.isfinite(p) and p < ALPHA)
+    return {**gap, "p": p, "bc": bimodality_coefficient(values), "bimodal": bool(bimodal)}
 
 
 def share_above(values, level: float) -> float:

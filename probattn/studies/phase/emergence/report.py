@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ....report import Report, new_figure
+from .bimodality import ALPHA as BIMODAL_ALPHA
 from .bimodality import BC_UNIFORM
 from .bimodality import MIN_GAP as BIMODAL_GAP
 from .bimodality import MIN_GROUP as BIMODAL_GROUP
@@ -97,13 +98,17 @@ def _bimodality_sentences(name: str, g: dict) -> list[str]:
     bim = [P for P in Ps if pts[P]["bimodality"]["bimodal"]]
     if bim:
         parts = [f"P = {P} ({pts[P]['bimodality']['n_low']} seeds below, {pts[P]['bimodality']['n_high']} above "
-                 f"a gap of {pts[P]['bimodality']['gap']:.2f} at m = {pts[P]['bimodality']['at']:.2f})" for P in bim]
-        first = "final m is bimodal across seeds at " + "; ".join(parts) + "."
+                 f"a gap of {pts[P]['bimodality']['gap']:.2f} at m = {pts[P]['bimodality']['at']:.2f}, "
+                 f"p = {pts[P]['bimodality']['p']:.3f})" for P in bim]
+        first = (f"final m is bimodal across seeds at {len(bim)} of {len(Ps)} P: " + "; ".join(parts)
+                 + f" (gap >= {BIMODAL_GAP:.2f}, >= {BIMODAL_GROUP} seeds each side, p < {BIMODAL_ALPHA} against "
+                 "normal samples; not corrected for the number of P tested).")
     else:
         widest = max(Ps, key=lambda P: pts[P]["bimodality"]["gap"])
         first = (f"final m is not bimodal at any of the {len(Ps)} P (largest gap between seeds "
-                 f"{pts[widest]['bimodality']['gap']:.2f} at P = {widest}; bimodal needs >= {BIMODAL_GAP:.2f} "
-                 f"with >= {BIMODAL_GROUP} seeds each side).")
+                 f"{pts[widest]['bimodality']['gap']:.2f} at P = {widest}, p = "
+                 f"{_fmt(pts[widest]['bimodality']['p'], 3)}; bimodal needs a gap >= {BIMODAL_GAP:.2f} with >= "
+                 f"{BIMODAL_GROUP} seeds each side and p < {BIMODAL_ALPHA}).")
     out = [head + first]
     if g.get("m_halfway") is not None:
         out.append(f"{name}, L = {g['L']}, {g['init']} start: mean m "
@@ -323,16 +328,20 @@ def render(res, out_dir) -> dict[str, Path]:
     if fine:
         rep.heading("Bimodality on the fine grid (final m across seeds per P)")
         rep.paragraph(f"Convention (bimodality.py): sort the seeds' final m and split at the largest gap; bimodal "
-                      f"when the gap is at least {BIMODAL_GAP} and each side holds at least {BIMODAL_GROUP} seeds. "
+                      f"when the gap is at least {BIMODAL_GAP}, each side holds at least {BIMODAL_GROUP} seeds and "
+                      f"p < {BIMODAL_ALPHA}, p being the share of normal samples of the same size whose largest "
+                      f"inner gap (>= {BIMODAL_GROUP} values each side) over the std is as large (parametric "
+                      "bootstrap, 4000 samples; one test per row, uncorrected). "
                       f"Sarle's coefficient BC (bias-corrected skewness and kurtosis): 5/9 for a uniform spread, "
                       f"above it hints at two modes. Share above: the share of seeds above the coarse grid's "
                       f"halfway level (the level that defines P_hat).", note=True)
         rep.table(["start", "L", "P", "seeds", "m mean ± std", "m min-max", "largest gap (at m)", "below / above",
-                   "BC", "bimodal", "share above halfway"],
+                   "p", "BC", "bimodal", "share above halfway"],
                   [[g["init"], g["L"], int(P), pt["m"]["n"], f"{pt['m']['mean']:.3f} ± {_fmt(pt['m']['std'], 3)}",
                     f"{min(pt['m']['values']):.2f}-{max(pt['m']['values']):.2f}",
                     f"{pt['bimodality']['gap']:.3f} ({_fmt(pt['bimodality']['at'], 2)})",
-                    f"{pt['bimodality']['n_low']} / {pt['bimodality']['n_high']}", _fmt(pt["bimodality"]["bc"], 2),
+                    f"{pt['bimodality']['n_low']} / {pt['bimodality']['n_high']}",
+                    _fmt(pt["bimodality"]["p"], 3), _fmt(pt["bimodality"]["bc"], 2),
                     "yes" if pt["bimodality"]["bimodal"] else "no", _fmt(pt.get("share_above_halfway"), 1)]
                    for g in fine for P, pt in sorted(g["points"].items(), key=lambda kv: int(kv[0]))])
     if res.hysteresis:
