@@ -1,4 +1,4 @@
-"""The copy-emergence report: tables, the three figures, and the verdict, all drawn from
+"""The copy-emergence report: tables, the figures, the bimodality table and the verdict, all drawn from
 :class:`EmergenceResults` (nothing here trains or recomputes a run)."""
 
 from __future__ import annotations
