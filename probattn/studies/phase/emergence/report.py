@@ -154,7 +154,8 @@ def m_vs_P_figure(rep: Report, res) -> None:
         P_star = res.theory[f"{arm['arm']['kind']}/{g['L']}"]["P_star"]
         if arm["arm"]["kind"] == "softmax":  # linear: the theory's S = lambda Shift has no scale-free m
             ax.plot(g["theory_P"], g["theory_m"], "k--", label="theory m*(P)")
-        ax.axvline(P_star, color="k", lw=0.8, ls=":")
+        if min(g["P_planned"]) <= P_star <= max(g["P_planned"]):  # the fine grid ends well below P*
+            ax.axvline(P_star, color="k", lw=0.8, ls=":")
         ax.axhline(g["m_uniform"], color="gray", lw=0.8)
         _log_x(ax, g["P_planned"])
         ax.set_ylim(-0.02, 1.02)
