@@ -7,10 +7,12 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 from probattn.cli import main
 from probattn.experiments import ExperimentContext, run_experiment
+from probattn.studies.phase.emergence import bimodality
 from probattn.studies.phase.emergence import experiment as ex
 from probattn.studies.phase.emergence import runs as runs_mod
 from probattn.studies.phase.emergence.matching import theory_transition
@@ -38,7 +40,25 @@ def test_smoke_writes_report_and_typed_results(smoke):
     assert point["m"]["n"] == len(s.seeds) and 0.0 <= point["m"]["mean"] <= 1.0
     assert len(point["m_curves"][0]) == s.steps // s.log_every + 1
     assert set(data["hysteresis"]) == {"copy-attn1-softmax-copystart", "copy-attn1-linear-copystart",
-                                       "induction-attn2-softmax"}
+                                       "copy-attn1-softmax-fine", "induction-attn2-softmax"}
+    # the fine grid: its own P values, no threshold, the bimodality split and the share of seeds above
+    # the coarse arm's halfway level at every point
+    fine_arm = next(a for a in s.arms if a.fine)
+    for g in data["arms"][fine_arm.name]["groups"]:
+        assert g["threshold"] is None and sorted(map(int, g["points"])) == sorted(fine_arm.Ps)
+        coarse = next(c for c in data["arms"]["copy-attn1-softmax"]["groups"]
+                      if c["L"] == g["L"] and c["init"] == "default")
+        top = max(pt["m"]["mean"] for pt in coarse["points"].values())
+        assert g["m_halfway"] == pytest.approx(g["m_uniform"] + 0.5 * (top - g["m_uniform"]))
+        for pt in g["points"].values():
+            split = bimodality.split_summary(pt["m"]["values"])  # 2 seeds: no coefficient (None in the JSON)
+            assert {k: pt["bimodality"][k] for k in ("gap", "n_low", "n_high", "bimodal")} == \
+                {k: split[k] for k in ("gap", "n_low", "n_high", "bimodal")}
+            assert pt["bimodality"]["bc"] is None and math.isnan(split["bc"])
+            assert pt["bimodality"]["p"] is None and math.isnan(split["p"])
+            assert pt["share_above_halfway"] == np.mean(np.array(pt["m"]["values"]) > g["m_halfway"])
+    assert any("bimodal" in line for line in data["verdict"])
+    assert "Bimodality on the fine grid" in (out / "report.md").read_text()
     main_group = next(g for g in data["arms"]["copy-attn1-softmax"]["groups"] if g["L"] == s.L_main)
     assert main_group["threshold"]["P_hat"] is not None  # smoke is sized so the copy head forms on its grid
     assert all(math.isfinite(v) for k, v in data["scaling"]["softmax"].items() if k.startswith("slope"))

@@ -25,7 +25,7 @@ import numpy as np
 from ....errors import ConfigError
 from ....experiments.context import ExperimentContext, ExperimentResult
 from . import analysis as an
-from . import matching
+from . import bimodality, matching
 from .order import uniform_previous_token_score
 from .results import EmergenceResults
 from .runs import RunSpec, diverged, run_all, workers_from_env
@@ -48,6 +48,13 @@ class Arm:
     convention: str = "prior"
     #: the grid is P*(kind, L) * 2^k for these k (rounded, deduplicated, at least 1)
     k: tuple = (-6, -5, -4, -3, -2, -1, 0, 1)
+    #: an explicit P grid instead of the k one (the fine grid across the softmax threshold)
+    Ps: tuple = ()
+    #: this arm's seeds (empty: the scale's seeds)
+    seeds: tuple = ()
+    #: a fine grid inside the rise has no plateau to measure a threshold against: it reports the
+    #: distribution of final m across seeds per P instead (bimodality.py)
+    fine: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,15 @@ class EmergenceSettings:
     seeds: tuple
 
 
-def _arms(Ls: tuple, L_main: int, k: tuple, k_induction: tuple, induction_L: int) -> tuple:
+def _arms(Ls: tuple, L_main: int, k: tuple, k_induction: tuple, induction_L: int, k_linear: tuple,
+          fine_Ps: tuple, fine_seeds: tuple) -> tuple:
     return (
         Arm("copy-attn1-softmax", "copy", "attn1", "softmax", Ls, k=k),
-        Arm("copy-attn1-linear", "copy", "attn1", "linear", Ls, k=k),
+        Arm("copy-attn1-linear", "copy", "attn1", "linear", Ls, k=k_linear),
         Arm("copy-attn1-softmax-copystart", "copy", "attn1", "softmax", (L_main,), ("copy",), k=k),
-        Arm("copy-attn1-linear-copystart", "copy", "attn1", "linear", (L_main,), ("copy",), k=k),
+        Arm("copy-attn1-linear-copystart", "copy", "attn1", "linear", (L_main,), ("copy",), k=k_linear),
+        Arm("copy-attn1-softmax-fine", "copy", "attn1", "softmax", (L_main,), ("default", "copy"), Ps=fine_Ps,
+            seeds=fine_seeds, fine=True),
         Arm("copy-mlp1-softmax", "copy", "mlp1", "softmax", (L_main,), k=k),
         Arm("copy-attn1-softmax-fixedwd", "copy", "attn1", "softmax", (L_main,), convention="fixed-wd", k=k),
         Arm("induction-attn2-softmax", "induction", "attn2", "softmax", (induction_L,), ("default", "copy"),
@@ -84,11 +94,13 @@ def _arms(Ls: tuple, L_main: int, k: tuple, k_induction: tuple, induction_L: int
 SETTINGS = {
     "smoke": EmergenceSettings(V=8, L_main=8, sigma=0.2, steps=60, lr=0.05, batch=8, d_model=16, n_head=2,
                                pretrain_steps=20, log_every=10, n_test=16,
-                               arms=_arms((6, 8), 8, (-4, 0), (0,), 8), seeds=(0, 1)),
+                               arms=_arms((6, 8), 8, (-4, 0), (0,), 8, (-4, 0, 1), (5, 6), ()), seeds=(0, 1)),
     "quick": EmergenceSettings(V=16, L_main=16, sigma=0.2, steps=1500, lr=0.01, batch=32, d_model=32, n_head=2,
                                pretrain_steps=1000, log_every=50, n_test=128,
-                               arms=_arms((8, 16, 32), 16, (-6, -5, -4, -3, -2, -1, 0, 1),
-                                          (-4, -3, -2, -1, 0, 1, 2, 3), 16),
+                               # linear out to 8 P_c: its thresholds against the plateau, not the grid's end
+                               arms=_arms((8, 16, 32, 64), 16, (-6, -5, -4, -3, -2, -1, 0, 1),
+                                          (-4, -3, -2, -1, 0, 1, 2, 3), 16, (-6, -5, -4, -3, -2, -1, 0, 1, 2, 3),
+                                          (7, 8, 9, 10, 11, 12, 13, 14), tuple(range(10))),
                                seeds=(0, 1, 2, 3, 4)),
 }
 
@@ -102,6 +114,14 @@ def P_grid(P_star: float, k: tuple) -> list[int]:
     return sorted({max(1, int(round(P_star * 2.0**e))) for e in k})
 
 
+def arm_grid(arm: Arm, theory: dict, L: int) -> list[int]:
+    return sorted(set(arm.Ps)) if arm.Ps else P_grid(theory[f"{arm.kind}/{L}"]["P_star"], arm.k)
+
+
+def arm_seeds(arm: Arm, seeds) -> tuple:
+    return tuple(arm.seeds) or tuple(seeds)
+
+
 def fixed_wd(s: EmergenceSettings, theory: dict, L: int) -> float:
     """The fixed-wd arm's decay: the prior convention's value at the theory's P* (one number)."""
     return matching.prior_weight_decay(s.sigma, theory[f"softmax/{L}"]["P_star"], L - 1)
@@ -113,13 +133,13 @@ def plan(s: EmergenceSettings, seeds, theory: dict) -> list[tuple[Arm, RunSpec]]
         for L in arm.Ls:
             wd = fixed_wd(s, theory, L) if arm.convention == "fixed-wd" else 0.0
             for init in arm.inits:
-                for seed in seeds:  # seed-major: a worker reuses one copy start across the P of a seed
-                    for P in P_grid(theory[f"{arm.kind}/{L}"]["P_star"], arm.k):
+                for seed in arm_seeds(arm, seeds):  # seed-major: a worker reuses a copy start across P
+                    for P in arm_grid(arm, theory, L):
                         out.append((arm, RunSpec(
                             arm.task, arm.model, arm.kind, L, s.V, P, seed, init, arm.convention, s.sigma, wd,
                             s.steps, s.lr, s.batch, s.d_model, s.n_head, s.pretrain_steps, s.log_every, s.n_test)))
-    # every arm at the main L first: a sweep stopped early still answers the main question
-    return sorted(out, key=lambda pair: pair[1].L != s.L_main)
+    # every arm at the main L first, then by L: a sweep stopped early still answers the main question
+    return sorted(out, key=lambda pair: (pair[1].L != s.L_main, pair[1].L))
 
 
 def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict, scale: str) -> EmergenceResults:
@@ -131,7 +151,7 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
         seconds[arm.name] = float(np.mean([r["cpu_seconds"] for r in done])) if done else math.nan
         groups = []
         for L in arm.Ls:
-            P_all = P_grid(theory[f"{arm.kind}/{L}"]["P_star"], arm.k)
+            P_all = arm_grid(arm, theory, L)
             wd = fixed_wd(s, theory, L) if arm.convention == "fixed-wd" else None
             for init in arm.inits:
                 pts = {}
@@ -151,7 +171,11 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
                                        "induction_curves": [r["curve"]["induction"] for r in rs]}
                 Ps = [int(P) for P in pts]
                 floor = uniform_previous_token_score(L)
-                thr = an.threshold(Ps, [pts[str(P)]["m"]["values"] for P in Ps], floor) if len(Ps) >= 2 else None
+                thr = (an.threshold(Ps, [pts[str(P)]["m"]["values"] for P in Ps], floor)
+                       if len(Ps) >= 2 and not arm.fine else None)
+                if arm.fine:
+                    for pt in pts.values():
+                        pt["bimodality"] = bimodality.split_summary(pt["m"]["values"])
                 ind_thr = None
                 if arm.task == "induction" and len(Ps) >= 2:
                     ind_floor = float(np.mean([r["induction_uniform"] for sp, r in mine if r is not None]))
@@ -164,6 +188,8 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
                                "theory_m": matching.theory_curve(arm.kind, L, s.V, P_fine,
                                                                  sigma=None if wd else s.sigma, wd=wd)})
         arms_out[arm.name] = {"arm": asdict(arm), "groups": groups}
+        if arm.fine:
+            _mark_halfway(arms_out, arm)
         if arm.name.endswith("-copystart") or "copy" in arm.inits:
             base = arm.name.removesuffix("-copystart")
             hyst[arm.name] = _hysteresis(arms_out.get(base), arms_out[arm.name], arm)
@@ -176,6 +202,20 @@ def summarize(s: EmergenceSettings, seeds, theory: dict, planned, results: dict,
         missing=[sp.run_id for _, sp in planned if sp.run_id not in results],
         diverged=[sp.run_id for _, sp in planned if diverged(results.get(sp.run_id))],
         seconds={**seconds, "total": float(sum(r["cpu_seconds"] for r in results.values()))})
+
+
+def _mark_halfway(arms_out: dict, arm: Arm) -> None:
+    """The fine grid's seeds against the coarse arm's halfway level (its threshold's level): the
+    share of seeds above it per P."""
+    for g in arms_out[arm.name]["groups"]:
+        coarse = _group(arms_out.get(f"copy-attn1-{arm.kind}"), g["L"], "default")
+        if not coarse or not coarse["points"]:
+            g["m_halfway"] = None
+            continue
+        top = max(pt["m"]["mean"] for pt in coarse["points"].values())
+        g["m_halfway"] = g["m_uniform"] + 0.5 * (top - g["m_uniform"])
+        for pt in g["points"].values():
+            pt["share_above_halfway"] = bimodality.share_above(pt["m"]["values"], g["m_halfway"])
 
 
 def _group(arm_out, L, init):

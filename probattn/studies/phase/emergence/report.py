@@ -1,4 +1,4 @@
-"""The copy-emergence report: tables, the three figures, and the verdict, all drawn from
+"""The copy-emergence report: tables, the figures, the bimodality table and the verdict, all drawn from
 :class:`EmergenceResults` (nothing here trains or recomputes a run)."""
 
 from __future__ import annotations
@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ....report import Report, new_figure
+from .bimodality import ALPHA as BIMODAL_ALPHA
+from .bimodality import BC_UNIFORM
+from .bimodality import MIN_GAP as BIMODAL_GAP
+from .bimodality import MIN_GROUP as BIMODAL_GROUP
 from .matching import matched_scales
 
 INIT_STYLE = {"default": ("tab:blue", "o"), "copy": ("tab:red", "s")}
@@ -42,6 +46,9 @@ def verdict(res) -> list[str]:
         out.append(f"{len(res.diverged)} runs diverged and are left out (listed in the report).")
     for name, arm in res.arms.items():
         for g in arm["groups"]:
+            if arm["arm"].get("fine"):
+                out += _bimodality_sentences(name, g)
+                continue
             thr = g["threshold"]
             P_star = res.theory[f"{arm['arm']['kind']}/{g['L']}"]["P_star"]
             if not g["points"]:
@@ -81,6 +88,38 @@ def verdict(res) -> list[str]:
     return out
 
 
+def _bimodality_sentences(name: str, g: dict) -> list[str]:
+    pts = {int(P): pt for P, pt in g["points"].items()}
+    if not pts:
+        return []
+    Ps = sorted(pts)
+    n = sorted({pt["m"]["n"] for pt in pts.values()})
+    head = f"{name}, L = {g['L']}, {g['init']} start, P = {Ps[0]}-{Ps[-1]} ({'/'.join(map(str, n))} seeds per P): "
+    bim = [P for P in Ps if pts[P]["bimodality"]["bimodal"]]
+    if bim:
+        parts = [f"P = {P} ({pts[P]['bimodality']['n_low']} seeds below, {pts[P]['bimodality']['n_high']} above "
+                 f"a gap of {pts[P]['bimodality']['gap']:.2f} at m = {pts[P]['bimodality']['at']:.2f}, "
+                 f"p = {pts[P]['bimodality']['p']:.3f})" for P in bim]
+        first = (f"final m is bimodal across seeds at {len(bim)} of {len(Ps)} P: " + "; ".join(parts)
+                 + f" (gap >= {BIMODAL_GAP:.2f}, >= {BIMODAL_GROUP} seeds each side, p < {BIMODAL_ALPHA} against "
+                 "normal samples; not corrected for the number of P tested).")
+    else:
+        widest = max(Ps, key=lambda P: pts[P]["bimodality"]["gap"])
+        first = (f"final m is not bimodal at any of the {len(Ps)} P (largest gap between seeds "
+                 f"{pts[widest]['bimodality']['gap']:.2f} at P = {widest}, p = "
+                 f"{_fmt(pts[widest]['bimodality']['p'], 3)}; bimodal needs a gap >= {BIMODAL_GAP:.2f} with >= "
+                 f"{BIMODAL_GROUP} seeds each side and p < {BIMODAL_ALPHA}).")
+    out = [head + first]
+    if g.get("m_halfway") is not None:
+        out.append(f"{name}, L = {g['L']}, {g['init']} start: mean m "
+                   + ", ".join(f"{pts[P]['m']['mean']:.2f}" for P in Ps)
+                   + f" and the share of seeds above the coarse grid's halfway level m = {g['m_halfway']:.2f} "
+                   + ", ".join(f"{pts[P]['share_above_halfway']:.1f}" for P in Ps) + " at P = "
+                   + ", ".join(map(str, Ps)) + "; Sarle's coefficient above 5/9 at "
+                   + f"{sum(_nan0(pts[P]['bimodality']['bc']) > BC_UNIFORM for P in Ps)} of {len(Ps)} P.")
+    return out
+
+
 # -- figures --------------------------------------------------------------------------------------
 def _log_x(ax, Ps) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -115,7 +154,8 @@ def m_vs_P_figure(rep: Report, res) -> None:
         P_star = res.theory[f"{arm['arm']['kind']}/{g['L']}"]["P_star"]
         if arm["arm"]["kind"] == "softmax":  # linear: the theory's S = lambda Shift has no scale-free m
             ax.plot(g["theory_P"], g["theory_m"], "k--", label="theory m*(P)")
-        ax.axvline(P_star, color="k", lw=0.8, ls=":")
+        if min(g["P_planned"]) <= P_star <= max(g["P_planned"]):  # the fine grid ends well below P*
+            ax.axvline(P_star, color="k", lw=0.8, ls=":")
         ax.axhline(g["m_uniform"], color="gray", lw=0.8)
         _log_x(ax, g["P_planned"])
         ax.set_ylim(-0.02, 1.02)
@@ -130,7 +170,45 @@ def m_vs_P_figure(rep: Report, res) -> None:
                               "attention (gray)")
 
 
+def _fine_groups(res):
+    for arm in res.arms.values():
+        if arm["arm"].get("fine"):
+            return arm["groups"]
+    return []
+
+
+def fine_histogram_figure(rep: Report, res) -> bool:
+    groups = [g for g in _fine_groups(res) if g["points"]]
+    d = next((g for g in groups if g["init"] == "default"), None)
+    if d is None:
+        return False
+    c = next((g for g in groups if g["init"] == "copy" and g["L"] == d["L"]), None)
+    Ps = sorted(int(P) for P in d["points"])
+    ncols = 4
+    fig, axes = new_figure(ncols, math.ceil(len(Ps) / ncols), width=3.2, height=2.6)
+    bins = np.linspace(0, 1, 41)
+    for ax, P in zip(axes.flat, Ps):
+        ax.hist(d["points"][str(P)]["m"]["values"], bins=bins, alpha=0.6, label="default start", color="tab:blue")
+        if c and str(P) in c["points"]:
+            ax.hist(c["points"][str(P)]["m"]["values"], bins=bins, alpha=0.6, label="copy start", color="tab:red")
+        if d.get("m_halfway") is not None:
+            ax.axvline(d["m_halfway"], color="k", lw=0.8, ls=":")
+        ax.axvline(d["m_uniform"], color="gray", lw=0.8)
+        ax.set_title(f"softmax, 1 layer, L = {d['L']}, P = {P}", fontsize=8)
+        ax.set_xlabel("final m")
+        ax.set_ylabel("seeds")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(Ps):]:
+        ax.axis("off")
+    rep.figure(fig, "bimodality", "Final m across seeds on the fine P grid through the softmax threshold, default "
+                                  "and copy-head starts; uniform attention (gray), the coarse grid's halfway level "
+                                  "(dotted)")
+    return True
+
+
 def histogram_figure(rep: Report, res) -> None:
+    if fine_histogram_figure(rep, res):
+        return
     g = _main(res)
     if not g or not g["points"]:
         return
@@ -247,6 +325,26 @@ def render(res, out_dir) -> dict[str, Path]:
     histogram_figure(rep, res)
     curves_figure(rep, res)
     scaling_figure(rep, res)
+    fine = [g for g in _fine_groups(res) if g["points"]]
+    if fine:
+        rep.heading("Bimodality on the fine grid (final m across seeds per P)")
+        rep.paragraph(f"Convention (bimodality.py): sort the seeds' final m and split at the largest gap; bimodal "
+                      f"when the gap is at least {BIMODAL_GAP}, each side holds at least {BIMODAL_GROUP} seeds and "
+                      f"p < {BIMODAL_ALPHA}, p being the share of normal samples of the same size whose largest "
+                      f"inner gap (>= {BIMODAL_GROUP} values each side) over the std is as large (parametric "
+                      "bootstrap, 4000 samples; one test per row, uncorrected). "
+                      f"Sarle's coefficient BC (bias-corrected skewness and kurtosis): 5/9 for a uniform spread, "
+                      f"above it hints at two modes. Share above: the share of seeds above the coarse grid's "
+                      f"halfway level (the level that defines P_hat).", note=True)
+        rep.table(["start", "L", "P", "seeds", "m mean ± std", "m min-max", "largest gap (at m)", "below / above",
+                   "p", "BC", "bimodal", "share above halfway"],
+                  [[g["init"], g["L"], int(P), pt["m"]["n"], f"{pt['m']['mean']:.3f} ± {_fmt(pt['m']['std'], 3)}",
+                    f"{min(pt['m']['values']):.2f}-{max(pt['m']['values']):.2f}",
+                    f"{pt['bimodality']['gap']:.3f} ({_fmt(pt['bimodality']['at'], 2)})",
+                    f"{pt['bimodality']['n_low']} / {pt['bimodality']['n_high']}",
+                    _fmt(pt["bimodality"]["p"], 3), _fmt(pt["bimodality"]["bc"], 2),
+                    "yes" if pt["bimodality"]["bimodal"] else "no", _fmt(pt.get("share_above_halfway"), 1)]
+                   for g in fine for P, pt in sorted(g["points"].items(), key=lambda kv: int(kv[0]))])
     if res.hysteresis:
         rep.heading("Hysteresis (copy start minus default start, paired by seed)")
         rep.table(["arm", "L", "P", "mean", "95% t interval", "seeds"],
