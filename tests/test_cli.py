@@ -131,3 +131,20 @@ def test_a_real_subprocess_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"probattn: error: data file not found: {tmp_path / 'nope.txt'}"]
+
+
+def test_report_only_trains_nothing_and_is_refused_where_an_experiment_cannot_report(tmp_path, capsys):
+    """--report-only writes the report of the runs that exist (none here: all missing) for the long
+    studies, and is one error line, naming the studies that can, for every other experiment."""
+    code, _, err = run_cli(["experiment", "baseline", "--scale", "smoke", "--report-only",
+                            "--out", tmp_path / "b"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "cannot report without training" in line and "nmt --scale multi30k" in line
+    assert "copy-emergence --scale quick" in line and "gpam-deep --scale table1" in line
+    assert not (tmp_path / "b").exists()
+    code, out, err = run_cli(["experiment", "copy-emergence", "--scale", "smoke", "--report-only", "--no-progress",
+                              "--out", tmp_path / "ce"], capsys)
+    assert code == 0, err
+    runs = tmp_path / "ce" / "cache" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # nothing trained
+    assert len(json.loads((tmp_path / "ce" / "results.json").read_text())["missing"]) > 0

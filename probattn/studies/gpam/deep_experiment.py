@@ -37,6 +37,8 @@ DESCRIPTION = ("15-layer char LMs at the daGPAM paper's conventions: lam+/lam- t
 #: quick / smoke / paper: the conventions study below; table1 / table1-report / table1-smoke: daGPAM
 #: against its rivals (deep_table1.py)
 SCALES = ("quick", "smoke", "paper", "table1", "table1-report", "table1-smoke", "table1-smoke-report")
+#: the scales whose report can be written from the runs that exist without training (--report-only)
+REPORT_ONLY_SCALES = ("table1", "table1-smoke")
 
 
 class TrainingInterrupted(ProbattnError):

@@ -187,7 +187,7 @@ class Plan:
 def measure_table1(ctx: ExperimentContext) -> Table1Results:
     """Tune lambda (tuning seeds), train the asked-for test seeds row by row (``table1``), then
     collect every run that exists, listing the missing ones."""
-    report_only = ctx.scale.endswith(REPORT_ONLY)
+    report_only = ctx.scale.endswith(REPORT_ONLY) or ctx.report_only
     train_seeds = None if report_only else ctx.seeds_or(TABLE1_SETTINGS[ctx.scale].main_seeds)
     if train_seeds is not None:
         known = TABLE1_SETTINGS[ctx.scale].main_seeds

@@ -33,6 +33,8 @@ from .runs import RunSpec, diverged, run_all, workers_from_env
 DESCRIPTION = ("trained transformers (1-2 layers, MLP or none, softmax/linear, AdamW) on copy and induction "
                "tasks: when does the copy head appear, against the phase-transition theory's P*")
 SCALES = ("quick", "smoke")
+#: --report-only (or PROBATTN_REPORT_ONLY=1): the report from the runs that exist, training nothing
+REPORT_ONLY_SCALES = SCALES
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ def compute(ctx: ExperimentContext, s: EmergenceSettings, seeds) -> EmergenceRes
     theory = theory_transitions(s)
     planned = plan(s, seeds, theory)
     root = Path(ctx.out_dir) / "cache" / "runs"
-    report_only = os.environ.get("PROBATTN_REPORT_ONLY", "") not in ("", "0")
+    report_only = ctx.report_only or os.environ.get("PROBATTN_REPORT_ONLY", "") not in ("", "0")
     t0 = time.perf_counter()
 
     def progress(done, todo, r):
