@@ -156,6 +156,17 @@ def test_cli_no_download_and_bad_names_are_one_error_line(tmp_path, monkeypatch,
         assert not out.exists() and not (tmp_path / "cache" / "multi30k").exists()
 
 
+def test_print_config_without_the_corpus_downloads_nothing(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tokenizers")
+    monkeypatch.setenv("PROBATTN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PROBATTN_DATA", raising=False)
+    monkeypatch.setattr(multi30k, "URL", "file:///nonexistent/{}")  # a download would fail loudly
+    code, out, err = run_cli(["train-nmt", "--preset", "multi30k", "--print-config"], capsys)
+    assert code == 0 and json.loads(out)["data"]["corpus"] == "multi30k", err
+    assert "probattn: note:" in err and "not found in the data path" in err
+    assert not (tmp_path / "cache" / "multi30k").exists()
+
+
 def test_train_and_score_whole_splits_on_made_up_files(local, tmp_path, capsys):
     pytest.importorskip("sacrebleu")
     run = tmp_path / "run"

@@ -17,7 +17,7 @@ import gzip
 import hashlib
 from pathlib import Path
 
-from ..data.corpora import cache_dir, data_search_path, decode_text, fetch_verified
+from ..data.corpora import CorpusMissing, cache_dir, data_search_path, decode_text, fetch_verified
 from ..errors import DataError
 from ..io import atomic_write_bytes
 
@@ -89,7 +89,7 @@ def load_lines(split: str, lang: str, test_set: str, data_dirs=(), download: boo
         if plain.is_file():
             return _lines(plain.read_bytes(), plain), f"{plain} (ungzipped, not checked against the digest)"
     if not download:
-        raise DataError(f"multi30k file {name} not found in the data path "
+        raise CorpusMissing(f"multi30k file {name} not found in the data path "
                         f"({', '.join(str(p) for p in data_search_path(data_dirs))}) and downloads are off")
     payload = fetch_verified((URL.format(name),), SHA256[name])
     target = cache_dir() / FOLDER / name
