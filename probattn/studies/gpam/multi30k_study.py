@@ -42,7 +42,7 @@ from ...report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summa
 from ...train import Trainer
 from ...train.metrics import read_jsonl
 from ...train.runfolder import RunLock
-from .nmt_variants import VARIANTS, count_params, lam_options, matched_ffn, mechanism_in
+from .nmt_variants import VARIANTS, count_params, interval_verdict, lam_options, matched_ffn, mechanism_in
 
 #: the paper's gain (IWSLT14 En-De, Pre-LN, 28.54 -> 29.25) that the verdict is stated against
 PAPER_GAIN = 0.71
@@ -339,15 +339,6 @@ def against_paper(ci: dict[str, float], claim_gain: float = PAPER_GAIN) -> str:
     return f"undecided about +{claim_gain:g}"
 
 
-def sign_verdict(ci: dict[str, float], higher_is_better: bool = True) -> str:
-    if ci["n"] < 2:
-        return "one seed: no verdict"
-    lo, hi = (ci["mean"], ci["mean"]) if ci["std"] == 0 else (ci["lo"], ci["hi"])
-    if not (lo > 0 or hi < 0):
-        return "within seed noise"
-    return "better (95 % interval)" if (lo > 0) == higher_is_better else "worse (95 % interval)"
-
-
 def compare(study: Study, direction: str, norm: str, key: str, ref: str, seeds: list[int]) -> dict | None:
     """Paired comparison of variant ``key`` against ``ref`` over the seeds both have finished."""
     a = {s: study.scores(RunSpec(direction, norm, key, s)) for s in seeds}
@@ -359,7 +350,7 @@ def compare(study: Study, direction: str, norm: str, key: str, ref: str, seeds: 
     for metric, higher in (("bleu", True), ("chrf", True), ("bleu_tok_lc", True), ("nll", False)):
         diffs = [a[s]["test"][metric] - b[s]["test"][metric] for s in both]
         ci = paired_t_interval(diffs)
-        out[metric] = {"diffs": diffs, "ci": ci, "verdict": sign_verdict(ci, higher)}
+        out[metric] = {"diffs": diffs, "ci": ci, "verdict": interval_verdict(ci, higher)}
     out["bleu"]["against_paper"] = against_paper(out["bleu"]["ci"])
     refs = [t for _, t in _test_pairs(study, a[both[0]])]
     out["bootstrap"] = []

@@ -38,7 +38,7 @@ from ...report import Report, fmt_mean_std, fmt_paired, paired_t_interval, summa
 from ...train import Trainer
 from ...train.config import without_tokenizer_fields
 from . import multi30k_study
-from .nmt_variants import VARIANTS, count_params, lam_options, matched_ffn, mechanism_in
+from .nmt_variants import VARIANTS, count_params, interval_verdict, lam_options, matched_ffn, mechanism_in
 
 DESCRIPTION = ("translation (Ding de-en; Multi30k at the multi30k scale): softmax vs daGPAM (self / all / tuned "
                "lambdas) vs Diff vs parameter-matched softmax, Pre-LN and Post-LN, BLEU/chrF over seeds, paired")
@@ -114,16 +114,8 @@ def paired(values: dict[int, float], base: dict[int, float]) -> list[float]:
 
 
 def verdict(diffs: list[float], higher_is_better: bool = True) -> str:
-    """Plain words for per-seed differences (variant - baseline), decided by the paired 95 % t
-    interval: a verdict needs the whole interval on one side of zero."""
-    if len(diffs) < 2:
-        return "one seed: no verdict"
-    ci = paired_t_interval(diffs)
-    if ci["std"] == 0 and ci["mean"] != 0:  # identical differences: the interval is a point
-        ci = {**ci, "lo": ci["mean"], "hi": ci["mean"]}
-    if not (ci["lo"] > 0 or ci["hi"] < 0):
-        return "within seed noise"
-    return "better (95 % interval)" if (ci["lo"] > 0) == higher_is_better else "worse (95 % interval)"
+    """:func:`interval_verdict` of the per-seed differences' paired 95 % t interval."""
+    return interval_verdict(paired_t_interval(diffs), higher_is_better)
 
 
 def run(ctx: ExperimentContext) -> ExperimentResult:

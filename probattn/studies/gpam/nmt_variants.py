@@ -48,3 +48,14 @@ def matched_ffn(model: dict, target: int, vocab_size: int) -> int:
     at = count_params({**model, "ffn": width}, vocab_size)
     slope = count_params({**model, "ffn": width + 1}, vocab_size) - at
     return max(1, width + round((target - at) / slope))
+
+
+def interval_verdict(ci: dict[str, float], higher_is_better: bool = True) -> str:
+    """Plain words for a paired 95 % t interval of per-seed differences (variant - baseline): a
+    verdict needs the whole interval on one side of zero."""
+    if ci["n"] < 2:
+        return "one seed: no verdict"
+    lo, hi = (ci["mean"], ci["mean"]) if ci["std"] == 0 else (ci["lo"], ci["hi"])  # identical diffs: a point
+    if not (lo > 0 or hi < 0):
+        return "within seed noise"
+    return "better (95 % interval)" if (lo > 0) == higher_is_better else "worse (95 % interval)"
