@@ -1,5 +1,5 @@
 """The translation study's variants (shared by every scale): which mechanism each attention
-kind uses, the lambdas, and the parameter-matched softmax's FFN width."""
+kind uses, the lambdas, the parameter-matched softmax's FFN width, and the paired verdict."""
 
 from __future__ import annotations
 
